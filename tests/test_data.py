@@ -1,0 +1,145 @@
+"""`tfvision data ...` and `tfvision preprocess` on real MNIST, digits and generated folders."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def test_info_mnist_json(cli, mnist):
+    r = cli("data", "info", "mnist", "--json")
+    assert r.exit_code == 0, r.stderr
+    d = r.json()
+    assert d["name"] == "mnist"
+    assert d["splits"] == {"train": 60000, "test": 10000}
+    assert d["num_classes"] == 10 and d["image_shape"] == [28, 28, 1]
+    assert d["class_names"] == [str(i) for i in range(10)]
+    assert sum(d["class_counts"].values()) == 70000
+    assert d["class_counts"]["1"] == 7877  # the published count of ones in MNIST
+    assert 33.0 < d["pixel_stats"]["mean"][0] < 33.7  # MNIST's well-known mean, 0.1307*255
+
+
+def test_info_digits_needs_no_data_dir(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "nothing-here"))
+    d = cli("data", "info", "digits", "--json").json()
+    assert d["num_classes"] == 10 and d["image_shape"] == [8, 8, 1]
+    assert sum(d["splits"].values()) == 1797
+    # 0..16 pixel values are scaled to 0..255
+    assert d["pixel_stats"]["mean"][0] > 50
+
+
+def test_info_table_on_terminal_names_splits(cli):
+    r = cli("data", "info", "digits")
+    assert r.exit_code == 0
+    assert "Examples per class" in r.stdout and "train" in r.stdout
+
+
+def test_unknown_dataset_suggests_close_match(cli, mnist):
+    r = cli("data", "info", "mnistt")
+    assert r.exit_code == 2
+    assert "unknown dataset 'mnistt'" in r.stderr and "mnist" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_list_knows_the_common_datasets(cli):
+    rows = cli("data", "list", "--json").json()
+    names = {r["name"] for r in rows}
+    assert {"digits", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100"} <= names
+    digits = next(r for r in rows if r["name"] == "digits")
+    assert sum(digits["splits"].values()) == 1797
+
+
+def test_download_offline_fails_fast_and_says_how_to_work_offline(cli, monkeypatch, tmp_path):
+    from tfvision_cli.data import tfds_source
+
+    monkeypatch.setattr(tfds_source, "_network_reachable", lambda *a, **k: False)
+    start = time.perf_counter()
+    r = cli("data", "download", "cifar10", "--data-dir", str(tmp_path))
+    assert r.exit_code == 1
+    assert time.perf_counter() - start < 5
+    assert "no network" in r.stderr and "TFDS_DATA_DIR" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_network_probe_really_fails_without_network():
+    from tfvision_cli.data.tfds_source import _network_reachable
+
+    # a port nothing listens on at loopback: refused at once
+    assert _network_reachable("127.0.0.1", 9, timeout=1) is False
+
+
+def test_download_of_a_prepared_dataset_needs_no_network(cli, mnist, monkeypatch):
+    from tfvision_cli.data import tfds_source
+
+    monkeypatch.setattr(tfds_source, "_network_reachable", lambda *a, **k: False)
+    r = cli("data", "download", "mnist", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["splits"]["train"] == 60000
+
+
+def test_preview_writes_a_labelled_grid(cli, mnist, tmp_path):
+    out = tmp_path / "grid.png"
+    r = cli("data", "preview", "mnist", "--out", out, "--count", "16")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip() == str(out)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.width > 300 and im.height > 300
+        pixels = np.asarray(im.convert("L"))
+    assert pixels.std() > 20  # not a blank picture
+
+
+def test_preview_unknown_split(cli, mnist, tmp_path):
+    r = cli("data", "preview", "mnist", "--split", "validation", "--out", tmp_path / "g.png")
+    assert r.exit_code == 2 and "no split 'validation'" in r.stderr
+
+
+def test_preprocess_skips_bad_files_and_info_reads_the_result(cli, image_folder, tmp_path):
+    out = tmp_path / "prepared"
+    r = cli("preprocess", image_folder, "--out", out, "--image-size", "24", "--channels", "1")
+    assert r.exit_code == 0, r.stderr
+    for bad in ("empty.png", "truncated.png", "notes.jpg"):
+        assert bad in r.stderr
+    info = cli("data", "info", str(out), "--json").json()
+    assert info["source"] == "prepared"
+    assert info["class_names"] == ["circle", "square", "stripes"]
+    assert info["image_shape"] == [24, 24, 1]
+    assert info["class_counts"] == {"circle": 12, "square": 12, "stripes": 12}
+    assert sum(info["splits"].values()) == 36
+    assert set(info["splits"]) == {"train", "validation", "test"}
+    # stratified: every class in every split
+    for split, counts in info["class_counts_per_split"].items():
+        assert all(c >= 1 for c in counts), split
+
+
+def test_preprocess_is_reproducible_and_seeded(cli, image_folder, tmp_path):
+    splits = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        out = tmp_path / name
+        assert cli("preprocess", image_folder, "--out", out, "--seed", seed).exit_code == 0
+        splits.append(json.loads((out / "splits.json").read_text()))
+    assert splits[0] == splits[1]
+    assert splits[0] != splits[2]
+
+
+def test_preprocess_refuses_to_overwrite(cli, image_folder, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = cli("preprocess", image_folder, "--out", out)
+    assert r.exit_code == 2 and "--overwrite" in r.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("layout", ["empty", "one-class"])
+def test_preprocess_rejects_unusable_folders(cli, tmp_path, layout):
+    src = tmp_path / "src"
+    src.mkdir()
+    if layout == "one-class":
+        Image.new("L", (8, 8)).save(src.joinpath("only").mkdir() or src / "only" / "a.png")
+    r = cli("preprocess", src, "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert ("single class" if layout == "one-class" else "no class folders") in r.stderr
+    assert not (tmp_path / "out").exists()

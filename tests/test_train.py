@@ -1,0 +1,200 @@
+"""`tfvision train` end to end on real data, through the real CLI."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfvision_cli.models.registry import list_models
+
+
+def _train(cli, *args):
+    r = cli("train", *args, "--json")
+    assert r.exit_code == 0, r.stderr
+    out = r.json()
+    return Path(out["run_dir"]), out["metrics"]
+
+
+def test_train_digits_writes_a_complete_run(cli, tmp_path):
+    run, m = _train(cli, "digits", "--model", "mlp", "--epochs", "3", "--run-dir", tmp_path / "r")
+    assert run == tmp_path / "r"
+    for name in ("config.yaml", "model.keras", "history.csv", "metrics.json", "classes.json",
+                 "run.json"):
+        assert (run / name).is_file(), name
+    assert (run / "logs").is_dir() and (run / "backup").is_dir()
+    assert json.loads((run / "metrics.json").read_text()) == m
+    for key in ("test_accuracy", "test_loss", "val_accuracy", "epochs", "train_seconds"):
+        assert key in m
+    assert m["epochs"] == 3 and m["test_examples"] == 359
+    assert m["test_accuracy"] > 0.8  # an MLP learns 8x8 digits in 3 epochs
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert len(rows) == 3
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "mlp" and config["dataset"] == "digits"
+
+
+def test_json_output_is_exactly_one_object(cli, tmp_path):
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "1", "--json")
+    assert r.exit_code == 0
+    assert len(r.stdout.strip().splitlines()) == 1
+    assert set(json.loads(r.stdout)) == {"run_dir", "metrics"}
+    assert "epoch 1/1" in r.stderr  # progress went to stderr, one plain line per epoch
+
+
+def test_runs_list_and_latest(cli):
+    run, _ = _train(cli, "digits", "--model", "mlp", "--epochs", "1")
+    rows = cli("runs", "list", "--json").json()
+    assert rows[0]["run_dir"] == str(run) and rows[0]["status"] == "completed"
+    assert cli("runs", "show", "latest").json()["run_dir"] == str(run)
+
+
+def test_same_seed_same_metrics(cli):
+    a = _train(cli, "digits", "--model", "cnn", "--epochs", "2", "--seed", "3")[1]
+    b = _train(cli, "digits", "--model", "cnn", "--epochs", "2", "--seed", "3")[1]
+    assert a["test_accuracy"] == b["test_accuracy"] and a["test_loss"] == b["test_loss"]
+    assert a["val_accuracy"] == b["val_accuracy"]
+
+
+def test_config_file_and_flags_override_it(cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: mlp\nepochs: 2\nlearning_rate: 0.01\nschedule: cosine\n")
+    run, m = _train(cli, "digits", "--config", cfg, "--epochs", "1")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "mlp" and config["schedule"] == "cosine"
+    assert config["epochs"] == 1 and m["epochs"] == 1
+
+
+def test_config_unknown_key_suggests(cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("modle: mlp\n")
+    r = cli("train", "digits", "--config", cfg)
+    assert r.exit_code == 2 and "'modle'" in r.stderr and "model" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--optimizer", "sgd", "--schedule", "one-cycle"],
+                                  ["--optimizer", "adamw", "--weight-decay", "0.01",
+                                   "--schedule", "cosine", "--warmup-epochs", "0.5"],
+                                  ["--augment", "standard", "--label-smoothing", "0"],
+                                  ["--early-stopping", "1", "--epochs", "4"]])
+def test_training_options(cli, args):
+    _, m = _train(cli, "digits", "--model", "cnn", "--epochs", "2", *args)
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_loss"] == m["test_loss"]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_on_mnist(cli, mnist, name):
+    _, m = _train(cli, "mnist", "--model", name, "--epochs", "1", "--steps-per-epoch", "3",
+                  "--batch-size", "32")
+    assert m["epochs_this_session"] == 1 and m["test_examples"] == 10000
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_on_colour_32x32(cli, tmp_path, name, colour_folder):
+    _, m = _train(cli, str(colour_folder), "--model", name, "--epochs", "1",
+                  "--batch-size", "16", "--validation-split", "0")
+    assert m["params"] > 0
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory):
+    """A raw class-per-folder tree of 32x32 RGB images (colour decides the class)."""
+    import numpy as np
+
+    from tests.conftest import write_image
+
+    root = tmp_path_factory.mktemp("colour")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["red", "green", "blue"]):
+        for i in range(16):
+            img = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            img[..., c] += 150
+            write_image(root / name / f"{i}.png", img)
+    return root
+
+
+def test_mnist_steps_reports_throughput(cli, mnist):
+    _, m = _train(cli, "mnist", "--model", "mlp", "--epochs", "2", "--steps-per-epoch", "50")
+    assert m["train_images_per_second"] > 0 and m["global_batch_size"] == 128
+    assert m["test_accuracy"] > 0.85  # 100 steps of an MLP on real MNIST
+
+
+def _subprocess_env(**extra):
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
+    run = tmp_path / "mirrored"
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", "train", "mnist", "--model", "cnn", "--epochs",
+         "1", "--steps-per-epoch", "20", "--batch-size", "32", "--strategy", "mirrored",
+         "--run-dir", str(run), "--json"],
+        env=_subprocess_env(TFVISION_CPU_REPLICAS=2), capture_output=True, text=True,
+        timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["metrics"]
+    assert m["strategy"] == "mirrored" and m["replicas"] == 2 and m["global_batch_size"] == 64
+    assert m["test_accuracy"] > 0.5
+
+
+def test_killed_run_resumes_to_completion(tmp_path, mnist):
+    run = tmp_path / "killed"
+    args = [sys.executable, "-m", "tfvision_cli", "train", "mnist", "--model", "mlp",
+            "--epochs", "4", "--steps-per-epoch", "150", "--batch-size", "64",
+            "--run-dir", str(run)]
+    proc = subprocess.Popen(args, env=_subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    history = run / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait until at least one epoch is finished
+        if history.is_file() and len(history.read_text().strip().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(history.read_text().strip().splitlines()) - 1
+    assert 1 <= done_before < 4, "the kill should land mid-training"
+    r = subprocess.run([sys.executable, "-m", "tfvision_cli", "train", "--resume", "--run-dir",
+                        str(run), "--json"], env=_subprocess_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)["metrics"]
+    assert m["epochs"] == 4
+    assert m["epochs_this_session"] == 4 - done_before
+    rows = list(csv.DictReader(history.open()))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2, 3]
+    from tfvision_cli.models.io import load_model
+
+    assert load_model(run / "model.keras").outputs[0].shape[-1] == 10
+
+
+def test_sigterm_is_an_interruption_that_says_how_to_resume(tmp_path, mnist):
+    run = tmp_path / "term"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfvision_cli", "train", "mnist", "--model", "mlp", "--epochs",
+         "50", "--steps-per-epoch", "100", "--run-dir", str(run)],
+        env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (run / "history.csv").is_file():
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "--resume" in err and "Traceback" not in err
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_default_recipe_reaches_99_percent_on_mnist(cli, mnist):
+    """`tfvision train mnist` with no other option: the headline promise."""
+    _, m = _train(cli, "mnist")
+    assert m["test_accuracy"] >= 0.99, m

@@ -1,0 +1,98 @@
+"""Keras callbacks of tfvision's own: progress events, the best model, a NaN guard."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from tfvision_cli.models.io import save_model
+
+
+class ProgressEvents(keras.callbacks.Callback):
+    """Turns Keras's hooks into events for whoever prints (the core itself never prints).
+
+    on_event(kind, **data) with kind "epoch_begin", "batch" or "epoch_end".
+    """
+
+    def __init__(self, on_event: Callable[..., None], epochs: int, steps: int):
+        super().__init__()
+        self.on_event, self.epochs, self.steps = on_event, epochs, steps
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self.on_event("epoch_begin", epoch=epoch + 1, epochs=self.epochs, steps=self.steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_event("batch", step=batch + 1, steps=self.steps, logs=_floats(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_event("epoch_end", epoch=epoch + 1, epochs=self.epochs, logs=_floats(logs),
+                      seconds=time.perf_counter() - self._start)
+
+
+def _floats(logs) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items() if _is_number(v)}
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+class BestModel(keras.callbacks.Callback):
+    """Saves model.keras (atomically) whenever the monitored metric improves."""
+
+    def __init__(self, path: Path, monitor: str, best: float | None, write: bool,
+                 on_save: Callable[[int, float], None]):
+        super().__init__()
+        self.path, self.monitor, self.best, self.write = path, monitor, best, write
+        self.on_save = on_save
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or math.isnan(float(value)):
+            return
+        value = float(value)
+        if self.best is None or value > self.best:
+            self.best = value
+            if self.write:
+                save_model(self.model, self.path)
+            self.on_save(epoch + 1, value)
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training when the loss stops being finite and remembers where."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_epoch: int | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.bad_epoch = self._epoch
+            self.model.stop_training = True
+
+
+class Backup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore that never backs up weights from an epoch whose loss went non-finite."""
+
+    def __init__(self, backup_dir: str, nan_guard: StopOnNaN):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
+        self.nan_guard = nan_guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_guard.bad_epoch is None:
+            super().on_epoch_end(epoch, logs)

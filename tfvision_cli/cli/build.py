@@ -1,0 +1,44 @@
+"""`tfvision build NAME --input-shape H,W,C --classes N --out model.keras`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tfvision_cli import console
+from tfvision_cli.cli.common import parse_ints, parse_model_options
+
+
+def build(
+    name: str = typer.Argument(..., help="Model name (`tfvision models list`)."),
+    input_shape: str = typer.Option("28,28,1", "--input-shape", help="H,W,C of the images."),
+    classes: int = typer.Option(10, "--classes", min=2, help="Number of classes."),
+    out: Path = typer.Option(Path("model.keras"), "--out", "-o", help="The .keras file to write."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet weights where offered."),
+    model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE for the model."),
+    as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
+) -> None:
+    """Build an untrained model, summarise it and save it."""
+    from tfvision_cli.errors import UsageError
+    from tfvision_cli.models.io import save_model
+    from tfvision_cli.models.registry import create_model
+    from tfvision_cli.models.summary import count_params, layer_rows
+
+    if out.suffix != ".keras":
+        raise UsageError(f"--out must end in .keras, got {out}")
+    options = parse_model_options(model_option)
+    if pretrained:
+        options["pretrained"] = True
+    shape = parse_ints(input_shape, 3, "--input-shape")
+    model = create_model(name, shape, classes, **options)
+    save_model(model, out)
+    params = count_params(model)
+    if as_json:
+        console.emit_json({"name": name, "path": str(out), "input_shape": list(shape),
+                           "classes": classes, "params": params})
+        return
+    if not console.is_quiet():
+        console.err.print(console.table(name, ["layer", "type", "output", "#params"],
+                                        layer_rows(model)))
+    console.log(f"[green]saved[/] {out} ({params:,} parameters, input uint8 {shape})")

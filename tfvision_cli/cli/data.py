@@ -1,0 +1,129 @@
+"""`tfvision data list|download|info|preview`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from tfvision_cli import console
+
+app = typer.Typer(help="Find, download, inspect and preview datasets.", no_args_is_help=True)
+
+DATA_DIR = typer.Option(
+    None, "--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR, else TFDS's default)."
+)
+JSON = typer.Option(False, "--json", help="Print JSON on stdout instead of a table.")
+
+
+def _prepared(name: str, data_dir: str | None) -> bool:
+    root = Path(data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+    return any((root / name).glob("*/dataset_info.json"))
+
+
+@app.command("list")
+def list_datasets(data_dir: str | None = DATA_DIR, as_json: bool = JSON) -> None:
+    """The datasets tfvision knows (any TFDS image-classification name and folders work too)."""
+    from tfvision_cli.data.catalog import KNOWN_TFDS, builtin_names, open_dataset
+
+    rows = []
+    for name in builtin_names():  # built-in datasets are small and local: ask them
+        info = open_dataset(name).info
+        rows.append({"name": name, "source": "builtin", "image_shape": list(info.image_shape),
+                     "num_classes": info.num_classes, "splits": info.splits, "available": True,
+                     "description": info.description})
+    for name, shape, classes, splits, description in KNOWN_TFDS:
+        rows.append({"name": name, "source": "tfds", "image_shape": list(shape),
+                     "num_classes": classes, "splits": splits,
+                     "available": _prepared(name, data_dir), "description": description})
+    rows.append({"name": "DIR", "source": "folder", "image_shape": None, "num_classes": None,
+                 "splits": None, "available": None,
+                 "description": "DIR/<class>/<images>, or a folder written by `tfvision preprocess`"})
+    if as_json:
+        console.emit_json(rows)
+        return
+    table = console.table(
+        "Datasets", ["name", "shape", "#classes", "#train", "#test", "here", "description"],
+        [[r["name"], "x".join(map(str, r["image_shape"])) if r["image_shape"] else "any",
+          r["num_classes"] or "any",
+          f"{r['splits']['train']:,}" if r["splits"] else "",
+          f"{r['splits']['test']:,}" if r["splits"] and "test" in r["splits"] else "",
+          {True: "yes", False: "no", None: ""}[r["available"]], r["description"]]
+         for r in rows],
+        caption="Any other TFDS image-classification dataset works by name "
+        "(`tfvision data info NAME`). 'here': prepared in the data directory.",
+    )
+    console.print_table(table)
+
+
+@app.command()
+def download(
+    name: str = typer.Argument(..., help="TFDS dataset name, e.g. mnist or cifar10."),
+    data_dir: str | None = DATA_DIR,
+    as_json: bool = JSON,
+) -> None:
+    """Download and prepare a TFDS dataset (through TFDS's own downloader)."""
+    from tfvision_cli.data.tfds_source import download as do_download
+
+    console.log(f"preparing [bold]{name}[/] ...")
+    info = do_download(name, data_dir)
+    if as_json:
+        console.emit_json(info.to_dict())
+    else:
+        splits = ", ".join(f"{k} {v:,}" for k, v in info.splits.items())
+        console.log(f"[green]ready:[/] {name} in {info.location} ({splits})")
+
+
+@app.command()
+def info(
+    name: str = typer.Argument(..., help="Dataset name or folder."),
+    data_dir: str | None = DATA_DIR,
+    as_json: bool = JSON,
+) -> None:
+    """Splits, shapes, classes, examples per class and pixel statistics."""
+    from tfvision_cli.data.catalog import describe, open_dataset
+
+    d = describe(open_dataset(name, data_dir=data_dir))
+    if as_json:
+        console.emit_json(d)
+        return
+    summary = console.table(
+        f"{d['name']}  ({d['source']})", ["field", "value"],
+        [["location", d["location"]],
+         ["splits", ", ".join(f"{k}: {v:,}" for k, v in d["splits"].items())],
+         ["image", f"{'x'.join(map(str, d['image_shape']))} {d['image_dtype']}"],
+         ["classes", d["num_classes"]],
+         ["pixel mean", ", ".join(f"{v:.2f}" for v in d["pixel_stats"]["mean"])],
+         ["pixel std", ", ".join(f"{v:.2f}" for v in d["pixel_stats"]["std"])]],
+        show_header=False,
+    )
+    console.print_table(summary)
+    splits = list(d["class_counts_per_split"])
+    rows = [[i, cname, *(d["class_counts_per_split"][s][i] for s in splits),
+             d["class_counts"][cname]] for i, cname in enumerate(d["class_names"])]
+    console.print_table(console.table("Examples per class",
+                                      ["#label", "class", *(f"#{s}" for s in splits), "#total"],
+                                      rows))
+
+
+@app.command()
+def preview(
+    name: str = typer.Argument(..., help="Dataset name or folder."),
+    out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write."),
+    split: str = typer.Option("train", "--split", help="Split to sample from."),
+    count: int = typer.Option(32, "--count", min=1, max=256, help="Number of images."),
+    seed: int = typer.Option(0, "--seed", help="Which images (seeded sample)."),
+    data_dir: str | None = DATA_DIR,
+) -> None:
+    """A labelled grid of sample images, as a PNG."""
+    from tfvision_cli.data.catalog import open_dataset, sample
+    from tfvision_cli.plots import image_grid
+
+    dataset = open_dataset(name, data_dir=data_dir)
+    images, labels = sample(dataset, split, count, seed)
+    names = dataset.info.class_names
+    path = image_grid(images, [names[i] for i in labels], out,
+                      suptitle=f"{dataset.info.name} / {split}: {len(images)} samples")
+    console.log(f"wrote {path}")
+    typer.echo(str(path))

@@ -1,0 +1,160 @@
+"""The typed training configuration: defaults, presets, YAML in and out."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tfvision_cli.errors import UsageError, did_you_mean
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
+SCHEDULES = ("constant", "cosine", "one-cycle")
+AUGMENTS = ("none", "light", "standard")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run. The defaults are tfvision's default recipe."""
+
+    dataset: str = "mnist"
+    model: str = "fastnet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    epochs: int = 5
+    batch_size: int = 128  # per replica; the global batch is batch_size * replicas
+    optimizer: str = "adam"
+    learning_rate: float = 3e-3  # for the global batch of one replica; scaled by replicas
+    schedule: str = "one-cycle"
+    warmup_epochs: float = 1.0  # linear warm-up (one-cycle: the rise to the peak)
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    augment: str = "none"
+    validation_split: float = 0.1
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    seed: int = 0
+    data_dir: str | None = None
+    image_size: list[int] | None = None
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    deterministic: bool = True
+    steps_per_execution: int = 1
+    steps_per_epoch: int | None = None  # cap on steps per epoch (quick trials, tests)
+    preset: str | None = None
+
+    def validate(self) -> TrainConfig:
+        def check(ok: bool, message: str) -> None:
+            if not ok:
+                raise UsageError(message)
+
+        check(isinstance(self.epochs, int) and self.epochs >= 1,
+              f"epochs must be a positive integer, got {self.epochs!r}")
+        check(isinstance(self.batch_size, int) and self.batch_size >= 1,
+              f"batch size must be a positive integer, got {self.batch_size!r}")
+        check(isinstance(self.learning_rate, int | float) and self.learning_rate > 0,
+              f"learning rate must be a positive number, got {self.learning_rate!r}")
+        check(isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
+              f"weight decay must be >= 0, got {self.weight_decay!r}")
+        check(isinstance(self.label_smoothing, int | float) and 0 <= self.label_smoothing < 1,
+              f"label smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        check(isinstance(self.validation_split, int | float) and 0 <= self.validation_split < 1,
+              f"validation split must be in [0, 1), got {self.validation_split!r}")
+        check(isinstance(self.warmup_epochs, int | float) and self.warmup_epochs >= 0,
+              f"warmup epochs must be >= 0, got {self.warmup_epochs!r}")
+        check(isinstance(self.early_stopping, int) and self.early_stopping >= 0,
+              f"early stopping patience must be >= 0, got {self.early_stopping!r}")
+        check(self.steps_per_epoch is None
+              or (isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1),
+              f"steps per epoch must be a positive integer, got {self.steps_per_epoch!r}")
+        check(isinstance(self.steps_per_execution, int) and self.steps_per_execution >= 1,
+              f"steps per execution must be >= 1, got {self.steps_per_execution!r}")
+        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("schedule", self.schedule, SCHEDULES),
+                                     ("augment", self.augment, AUGMENTS),
+                                     ("strategy", self.strategy, STRATEGIES)):
+            check(value in allowed, f"unknown {name} {value!r}.{did_you_mean(str(value), allowed)}"
+                  f" Choose from: {', '.join(allowed)}")
+        if self.image_size is not None:
+            check(isinstance(self.image_size, list) and len(self.image_size) == 2
+                  and all(isinstance(v, int) and v >= 1 for v in self.image_size),
+                  f"image size must be two positive integers, got {self.image_size!r}")
+        check(isinstance(self.model_options, dict), "model_options must be a mapping")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Named recipes: settings like any other, applied before --config and flags.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {"epochs": 2, "batch_size": 256, "learning_rate": 4e-3, "warmup_epochs": 0.5},
+    # The published Keras "Simple MNIST convnet" example, for side-by-side comparison.
+    "keras-example": {"model": "cnn", "epochs": 15, "batch_size": 128, "optimizer": "adam",
+                      "learning_rate": 1e-3, "schedule": "constant", "warmup_epochs": 0.0,
+                      "label_smoothing": 0.0, "validation_split": 0.1},
+}
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file as a mapping (safe loader; unknown keys rejected)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") \
+            from None
+    except OSError as e:
+        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path} must hold a mapping of option: value")
+    check_keys(data, str(path))
+    return data
+
+
+def check_keys(data: dict[str, Any], where: str) -> None:
+    names = field_names()
+    for key in data:
+        if key not in names:
+            raise UsageError(f"unknown option {key!r} in {where}.{did_you_mean(str(key), names)}")
+
+
+def resolve(preset: str | None = None, file_values: dict | None = None,
+            flags: dict | None = None) -> TrainConfig:
+    """Defaults <- preset <- config file <- flags (None means 'not given')."""
+    values: dict[str, Any] = {}
+    preset = (flags or {}).get("preset") or (file_values or {}).get("preset") or preset
+    if preset is not None:
+        if preset not in PRESETS:
+            raise UsageError(f"unknown preset {preset!r}.{did_you_mean(preset, PRESETS)}"
+                             f" Presets: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+        values["preset"] = preset
+    values.update(file_values or {})
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    check_keys(values, "the options")
+    try:
+        config = TrainConfig(**values)
+    except TypeError as e:
+        raise UsageError(str(e)) from None
+    if isinstance(config.learning_rate, int) and not isinstance(config.learning_rate, bool):
+        config.learning_rate = float(config.learning_rate)
+    return config.validate()
+
+
+def to_yaml(config: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,150 @@
+"""The one place that prints: Rich on stderr for people, JSON on stdout for programs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Logs, tables and progress go to stderr; stdout carries data only.
+err = Console(stderr=True, highlight=False)
+# Tables that *are* the command's data (data list, models list) go to stdout on a terminal.
+out = Console(highlight=False)
+
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
+def is_quiet() -> bool:
+    return _quiet
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def stderr_is_terminal() -> bool:
+    return err.is_terminal and not os.environ.get("CI")
+
+
+def log(message: str) -> None:
+    """A line of progress for people, on stderr."""
+    if not _quiet:
+        err.print(message)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {message}")
+
+
+def error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
+    sys.stdout.flush()
+
+
+def emit_ndjson(obj: Any) -> None:
+    """One line of NDJSON on stdout, flushed so pipelines see it at once."""
+    sys.stdout.write(json.dumps(obj, default=_jsonable, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__fspath__"):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], **kwargs: Any) -> Table:
+    t = Table(title=title, **kwargs)
+    for c in columns:
+        justify = "right" if c.startswith("#") or c.lower() in {"params", "count", "classes"} else "left"
+        t.add_column(c.lstrip("#"), justify=justify)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    return t
+
+
+def print_table(t: Table) -> None:
+    """A table that is the command's result: stdout."""
+    out.print(t)
+
+
+@contextmanager
+def progress(description: str):
+    """A progress bar on a terminal; yields update(done, total). Silent when piped or quiet."""
+    if _quiet or not err.is_terminal:
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+class TrainingReporter:
+    """Renders training events: a Rich bar per epoch on a terminal, a line per epoch otherwise."""
+
+    def __init__(self):
+        self.run_path: str | None = None
+        self._bar = None
+        self._task = None
+        self._live = err.is_terminal and not _quiet
+
+    def __call__(self, kind: str, **d: Any) -> None:
+        if kind == "run":
+            self.run_path = d["path"]
+            log(f"{'resuming' if d['resuming'] else 'run'}: {d['path']}")
+        elif kind == "download":
+            log(f"{d['name']} is not prepared yet: downloading it through TFDS")
+        elif kind == "placement":
+            log(f"devices: {d['text']}")
+        elif kind == "data":
+            log(f"data: {d['name']} {'x'.join(map(str, d['shape']))}, {d['classes']} classes; "
+                f"train {d['train']:,}, val {d['val']:,}, test {d['test']:,}; "
+                f"global batch {d['global_batch']}, {d['steps']} steps/epoch")
+        elif kind == "epoch_begin" and self._live:
+            self._start_bar(d)
+        elif kind == "batch" and self._bar is not None:
+            logs = d["logs"]
+            self._bar.update(self._task, completed=d["step"],
+                             metrics=f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f}")
+        elif kind == "epoch_end":
+            self.close()
+            logs = d["logs"]
+            parts = [f"epoch {d['epoch']}/{d['epochs']}"] + [
+                f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"
+            ] + [f"{d['seconds']:.1f}s"]
+            log("  ".join(parts))
+
+    def _start_bar(self, d: dict) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._bar = Progress("[progress.description]{task.description}", BarColumn(),
+                             MofNCompleteColumn(), TimeRemainingColumn(),
+                             "{task.fields[metrics]}", console=err, transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(f"epoch {d['epoch']}/{d['epochs']}", total=d["steps"],
+                                        metrics="")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

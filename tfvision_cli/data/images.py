@@ -1,0 +1,95 @@
+"""Reading arbitrary image files into uint8 arrays, the same way everywhere.
+
+`preprocess`, training on raw folders and `predict` all call `read_image`, so a model sees
+a file exactly as training saw the images it learnt from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tfvision_cli.errors import TfvisionError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
+# Images with more pixels than this are refused before decoding (decompression bombs).
+MAX_PIXELS = 50_000_000
+
+
+class ImageReadError(TfvisionError):
+    """One file that could not be read as an image."""
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """Decode any PNG/JPEG/BMP/GIF to (H, W, channels) uint8, resized to size=(H, W) if given.
+
+    Grayscale, RGB, RGBA (composited on black), palette, 16-bit and CMYK images are all
+    converted; an animated GIF gives its first frame. Raises ImageReadError with the reason.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            raise ImageReadError(f"{p}: empty file")
+        with Image.open(p) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageReadError(
+                    f"{p}: {im.width}x{im.height} pixels is over the limit of {MAX_PIXELS:,}"
+                )
+            im.seek(0)
+            im.load()
+            return _to_array(im, size, channels)
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"{p}: not a readable image ({type(e).__name__})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(f"{p}: {reason}") from None
+
+
+def _to_array(im, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: scale the full range down to 8 bits.
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA"):
+        # Transparent pixels become black: the background of digit-style data.
+        background = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(background, im.convert("RGBA"))
+    target_mode = "L" if channels == 1 else "RGB"
+    if im.mode != target_mode:
+        im = im.convert(target_mode)
+    if size is not None and (im.height, im.width) != tuple(size):
+        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    a = np.asarray(im, dtype=np.uint8)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return a
+
+
+def list_class_folders(root: Path) -> list[tuple[str, list[Path]]]:
+    """[(class_name, sorted image paths)] for root/<class_name>/**/<image>, classes sorted."""
+    classes = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            f for f in d.rglob("*") if f.is_file() and is_image_path(f) and not f.name.startswith(".")
+        )
+        classes.append((d.name, files))
+    return classes

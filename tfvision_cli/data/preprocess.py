@@ -1,0 +1,154 @@
+"""`tfvision preprocess`: a folder of class folders -> a prepared TFDS dataset on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfvision_cli.data.catalog import class_counts, pixel_stats, stratified_split
+from tfvision_cli.data.folder import METADATA_FILE, read_folder
+from tfvision_cli.errors import TfvisionError, UsageError
+
+VERSION = "1.0.0"
+
+
+@dataclass
+class PreprocessResult:
+    out: Path
+    name: str
+    image_shape: tuple[int, int, int]
+    class_names: list[str]
+    splits: dict[str, int]
+    class_counts: dict[str, list[int]]
+    pixel_stats: dict[str, list[float]]
+    failures: list[str]
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["out"] = str(self.out)
+        d["image_shape"] = list(self.image_shape)
+        return d
+
+
+def dataset_name(src: Path) -> str:
+    """A TFDS-valid name (snake_case, starts with a letter) from the source folder's name."""
+    name = re.sub(r"[^a-z0-9]+", "_", src.resolve().name.lower()).strip("_")
+    if not name or not name[0].isalpha():
+        name = f"images_{name}".rstrip("_")
+    return name
+
+
+def preprocess(
+    src: Path,
+    out: Path,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    overwrite: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PreprocessResult:
+    """Decode, resize, split (stratified, seeded) and write SRC as a TFDS dataset in OUT."""
+    src, out = Path(src), Path(out)
+    for label, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise UsageError(f"{label} must be in [0, 1), got {value}")
+    if val_fraction + test_fraction >= 1.0:
+        raise UsageError("--val-fraction plus --test-fraction must leave examples for training")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise UsageError(f"{out} already exists and is not empty", hint="pass --overwrite to replace it")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise UsageError("--out must be outside the source folder")
+
+    decoded = read_folder(src, image_size, channels, on_progress)
+    parts = stratified_split(
+        decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
+    )
+    name = dataset_name(src)
+    shape = tuple(int(d) for d in decoded.images.shape[1:])
+    n_classes = len(decoded.class_names)
+    result = PreprocessResult(
+        out=out,
+        name=name,
+        image_shape=shape,
+        class_names=decoded.class_names,
+        splits={k: len(v) for k, v in parts.items()},
+        class_counts={k: class_counts(decoded.labels[v], n_classes) for k, v in parts.items()},
+        pixel_stats=pixel_stats(decoded.images[parts["train"]]),
+        failures=decoded.failures,
+    )
+    options = {
+        "image_size": list(shape[:2]),
+        "channels": shape[2],
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "seed": seed,
+        "source": str(src.resolve()),
+    }
+    # Write next to OUT under a temporary name, then rename: OUT is never half-written.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_tfds(tmp, name, decoded, parts, shape)
+        meta = {"name": name, **result.to_dict(), "options": options}
+        meta.pop("out")
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        root = src.resolve()
+        files = {
+            k: [os.path.relpath(decoded.paths[i], root) for i in v] for k, v in parts.items()
+        }
+        (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
+        _replace_dir(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TfvisionError(f"cannot write {out}: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def _write_tfds(data_dir: Path, name: str, decoded, parts, shape) -> None:
+    from tfvision_cli.tf_import import tfds as import_tfds
+
+    tfds = import_tfds()
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=shape, dtype=np.uint8),
+            "label": tfds.features.ClassLabel(names=decoded.class_names),
+        }
+    )
+
+    def examples(indices):
+        for i in indices:
+            yield int(i), {"image": decoded.images[i], "label": int(decoded.labels[i])}
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name,
+        version=VERSION,
+        features=features,
+        split_datasets={k: examples(v) for k, v in parts.items()},
+        data_dir=str(data_dir),
+        description="Prepared by `tfvision preprocess`.",
+        disable_shuffling=True,
+    )
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move new into place at target; an old target is removed only after the move."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.rename(target, old)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(new, target)

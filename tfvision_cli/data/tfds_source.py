@@ -1,0 +1,212 @@
+"""TFDS datasets: info, loading to arrays, and downloading through TFDS's own code."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from tfvision_cli.data.catalog import Dataset, DatasetInfo
+from tfvision_cli.errors import DataError, UsageError, did_you_mean
+from tfvision_cli.tf_import import tf as import_tf
+from tfvision_cli.tf_import import tfds as import_tfds
+
+OFFLINE_HINT = (
+    "to work offline, point --data-dir or TFDS_DATA_DIR at a directory that holds the "
+    "dataset already prepared by TFDS (as `tfvision data download` writes it on a machine "
+    "with a network)"
+)
+# Variable-size datasets (tf_flowers, ...) are resized to this unless --image-size says.
+DEFAULT_IMAGE_SIZE = (64, 64)
+
+
+def resolve_data_dir(data_dir: str | None) -> str | None:
+    """--data-dir, else TFDS_DATA_DIR, else TFDS's default (None)."""
+    return data_dir or os.environ.get("TFDS_DATA_DIR") or None
+
+
+def get_builder(name: str, data_dir: str | None):
+    tfds = import_tfds()
+    try:
+        return tfds.builder(name, data_dir=resolve_data_dir(data_dir))
+    except tfds.core.registered.DatasetNotFoundError:
+        base = name.split(":")[0].split("/")[0]
+        raise UsageError(
+            f"unknown dataset {name!r}.{did_you_mean(base, tfds.list_builders())}",
+            hint="`tfvision data list` shows common ones; any TFDS name or a folder works",
+        ) from None
+    except (ValueError, AssertionError) as e:
+        raise UsageError(f"dataset {name!r}: {str(e).splitlines()[0]}") from None
+
+
+def _supervised_keys(builder) -> tuple[str, str]:
+    keys = builder.info.supervised_keys
+    features = builder.info.features
+    if keys and len(keys) == 2 and isinstance(keys[0], str):
+        image_key, label_key = keys
+    else:
+        image_key, label_key = "image", "label"
+    tfds = import_tfds()
+    if (
+        image_key not in features
+        or label_key not in features
+        or not isinstance(features[image_key], tfds.features.Image)
+        or not isinstance(features[label_key], tfds.features.ClassLabel)
+    ):
+        raise UsageError(
+            f"dataset {builder.name!r} is not an image-classification dataset "
+            "(it has no (image, class label) pair)"
+        )
+    return image_key, label_key
+
+
+class TfdsDataset(Dataset):
+    """A dataset read through a TFDS builder (a registered name or a directory on disk)."""
+
+    @classmethod
+    def from_name(cls, name: str, data_dir: str | None = None, image_size=None) -> TfdsDataset:
+        return cls(get_builder(name, data_dir), name, image_size)
+
+    @classmethod
+    def from_builder(cls, builder, name: str, image_size=None) -> TfdsDataset:
+        return cls(builder, name, image_size)
+
+    def __init__(self, builder, name: str, image_size=None):
+        self.name = name
+        self.builder = builder
+        self.image_key, self.label_key = _supervised_keys(self.builder)
+        features = self.builder.info.features
+        h, w, c = features[self.image_key].shape
+        self.resize_to = None
+        if image_size is not None and (h, w) != tuple(image_size):
+            self.resize_to = tuple(image_size)
+        elif h is None or w is None:
+            self.resize_to = DEFAULT_IMAGE_SIZE
+        if self.resize_to:
+            h, w = self.resize_to
+        prepared = self.builder.is_prepared()
+        self.info = DatasetInfo(
+            name=name,
+            source="tfds",
+            image_shape=(h, w, c or 3),
+            class_names=list(features[self.label_key].names),
+            splits={k: v.num_examples for k, v in self.builder.info.splits.items()}
+            if prepared
+            else {},
+            location=str(self.builder.data_dir),
+            description=(self.builder.info.description or "").strip().splitlines()[0]
+            if self.builder.info.description
+            else "",
+            extra={"prepared": prepared, "version": str(self.builder.info.version)},
+        )
+
+    def require_prepared(self) -> None:
+        if not self.builder.is_prepared():
+            raise DataError(
+                f"dataset {self.name!r} is not prepared in {self.builder.data_dir_root}",
+                hint=f"run `tfvision data download {self.name}`, or {OFFLINE_HINT}",
+            )
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        self.require_prepared()
+        if split not in self.info.splits:
+            raise UsageError(
+                f"dataset {self.name!r} has no split {split!r} "
+                f"(it has {', '.join(self.info.splits)})"
+            )
+        cache = _cache_path(self.builder, split, self.resize_to)
+        if cache is not None and cache.is_file():
+            try:
+                with np.load(cache) as z:
+                    return z["images"], z["labels"]
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache is rebuilt below
+        images, labels = self._decode(split)
+        if cache is not None:
+            _write_cache(cache, images, labels)
+        return images, labels
+
+    def _decode(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        tfds = import_tfds()
+        tf = import_tf()
+        ds = self.builder.as_dataset(split=split, as_supervised=False, shuffle_files=False)
+        ik, lk = self.image_key, self.label_key
+        if self.resize_to:
+            size = self.resize_to
+
+            def fix(ex):
+                img = tf.image.resize(ex[ik], size, antialias=True)
+                return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), ex[lk]
+
+            ds = ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(lambda ex: (ex[ik], ex[lk]), num_parallel_calls=tf.data.AUTOTUNE)
+        xs, ys = [], []
+        for x, y in tfds.as_numpy(ds.batch(16384)):
+            xs.append(x)
+            ys.append(y)
+        return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+def _network_reachable(host: str = "storage.googleapis.com", port: int = 443,
+                       timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def download(name: str, data_dir: str | None = None) -> DatasetInfo:
+    """Download and prepare a TFDS dataset with TFDS's own code (progress bars on stderr)."""
+    root = Path(resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser()
+    on_disk = any((root / name.split(":")[0]).glob("*/dataset_info.json"))
+    # TFDS retries for minutes when there is no network; a quick probe, made before
+    # TensorFlow is even imported, fails in seconds.
+    if not on_disk and not _network_reachable():
+        raise DataError(f"cannot download {name!r}: no network", hint=OFFLINE_HINT)
+    ds = TfdsDataset.from_name(name, data_dir=data_dir)
+    if ds.builder.is_prepared():
+        return ds.info
+    try:
+        ds.builder.download_and_prepare()
+    except Exception as e:  # TFDS raises many kinds: network, checksum, manual-download
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"downloading {name!r} failed: {first}", hint=OFFLINE_HINT) from e
+    return TfdsDataset.from_name(name, data_dir=data_dir).info
+
+
+def cache_dir() -> Path | None:
+    """Decoded arrays are cached here ($TFVISION_CACHE_DIR, else ~/.cache/tfvision; 'off')."""
+    value = os.environ.get("TFVISION_CACHE_DIR", "")
+    if value.lower() in ("off", "0", "none"):
+        return None
+    return Path(value).expanduser() if value else Path("~/.cache/tfvision").expanduser()
+
+
+def _cache_path(builder, split: str, resize_to) -> Path | None:
+    """A cache file named by what it depends on: the data files' paths, sizes and times."""
+    root = cache_dir()
+    if root is None:
+        return None
+    data_dir = Path(str(builder.data_dir))
+    files = sorted(p for p in data_dir.glob(f"*-{split}.*") if p.is_file())
+    if not files:
+        return None
+    key = hashlib.sha1(repr([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in files] + [resize_to]).encode()).hexdigest()[:16]
+    return root / "arrays" / f"{builder.name}-{builder.info.version}-{split}-{key}.npz"
+
+
+def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Best effort: a cache that cannot be written is simply not used."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,125 @@
+"""Choosing a tf.distribute strategy: the only module that touches devices.
+
+auto: TPUStrategy when a TPU is configured (TPU_NAME or a Cloud TPU VM), MultiWorkerMirrored
+when TF_CONFIG lists several workers, Mirrored on several GPUs, else the default strategy on
+the one device there is. `--strategy` overrides.
+
+TFVISION_CPU_REPLICAS=N splits the CPU into N logical devices, so the mirrored path can be
+exercised on a machine without GPUs (tests do this).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from tfvision_cli.errors import TfvisionError, UsageError
+
+
+@dataclass
+class Placement:
+    strategy: object  # tf.distribute.Strategy
+    kind: str  # "default", "mirrored", "multi-worker", "tpu"
+    replicas: int
+    devices: list[str]
+    worker_index: int = 0
+    num_workers: int = 1
+
+    @property
+    def is_chief(self) -> bool:
+        return self.worker_index == 0
+
+    def describe(self) -> str:
+        where = ", ".join(self.devices)
+        if self.num_workers > 1:
+            return (f"{self.kind}: worker {self.worker_index} of {self.num_workers}, "
+                    f"{self.replicas} replicas ({where})")
+        return f"{self.kind}: {self.replicas} replica{'s' * (self.replicas > 1)} ({where})"
+
+
+def _tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"TF_CONFIG is not valid JSON: {e}") from None
+
+
+def _num_workers(cfg: dict) -> int:
+    cluster = cfg.get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def _split_cpu(tf) -> None:
+    n = int(os.environ.get("TFVISION_CPU_REPLICAS", "0") or 0)
+    if n > 1 and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+            )
+        except RuntimeError:  # already initialised in this process
+            pass
+
+
+def choose_strategy(name: str = "auto") -> Placement:
+    """The strategy for `name` (auto, default, mirrored, multi-worker, tpu)."""
+    from tfvision_cli.tf_import import quiet_stderr
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    with quiet_stderr():  # the CUDA probe complains on machines without a GPU driver
+        tf.config.list_physical_devices("GPU")
+    cfg = _tf_config()
+    if name == "auto":
+        if os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0"):
+            name = "tpu"
+        elif _num_workers(cfg) > 1:
+            name = "multi-worker"
+        elif len(tf.config.list_physical_devices("GPU")) > 1 or \
+                int(os.environ.get("TFVISION_CPU_REPLICAS", "0") or 0) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+                tpu=os.environ.get("TPU_NAME", "")
+            )
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            strategy = tf.distribute.TPUStrategy(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            raise TfvisionError(f"no TPU available: {str(e).splitlines()[0]}") from None
+        return Placement(strategy, "tpu", strategy.num_replicas_in_sync,
+                         [d.name for d in tf.config.list_logical_devices("TPU")])
+    if name == "multi-worker":
+        if _num_workers(cfg) < 1:
+            raise UsageError("--strategy multi-worker needs TF_CONFIG with a cluster of workers")
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        task = cfg.get("task", {})
+        index = int(task.get("index", 0))
+        # Worker 0 is the chief, unless the cluster names a separate "chief" task.
+        if "chief" in cfg.get("cluster", {}):
+            index = 0 if task.get("type") == "chief" else index + 1
+        return Placement(strategy, "multi-worker", strategy.num_replicas_in_sync,
+                         [d.name for d in tf.config.list_logical_devices()
+                          if d.device_type in ("GPU", "CPU")][:1],
+                         worker_index=index,
+                         num_workers=_num_workers(cfg))
+    if name == "mirrored":
+        _split_cpu(tf)
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        strategy = tf.distribute.MirroredStrategy(
+            devices=devices,
+            # NCCL is for GPUs; CPU replicas reduce through the host.
+            cross_device_ops=None if gpus else tf.distribute.ReductionToOneDevice(),
+        )
+        return Placement(strategy, "mirrored", strategy.num_replicas_in_sync, devices)
+    gpus = tf.config.list_logical_devices("GPU")
+    device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
+    return Placement(tf.distribute.get_strategy(), "default", 1, [device])

@@ -1,0 +1,68 @@
+"""Convolutional nets: LeNet-5, the classic Keras MNIST convnet, and tfvision's fast default."""
+
+from tfvision_cli.models.layers import classifier_head, image_input, preprocess_stem
+from tfvision_cli.models.registry import register_model
+
+
+@register_model("cnn", family="cnn",
+                description="Keras 'Simple MNIST convnet': Conv32-Pool-Conv64-Pool-Dropout-Dense")
+def cnn(input_shape, num_classes, dropout: float = 0.5):
+    import keras
+    from keras import layers
+
+    inputs = image_input(input_shape)
+    x = preprocess_stem(inputs, min_size=28)
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, float(dropout)), name="cnn")
+
+
+@register_model("lenet5", family="cnn", description="LeCun et al. 1998: 32x32 input, tanh, avg-pool")
+def lenet5(input_shape, num_classes):
+    import keras
+    from keras import layers
+
+    inputs = image_input(input_shape)
+    x = preprocess_stem(inputs, size=(32, 32))  # LeNet-5 read 28x28 digits padded to 32x32
+    x = layers.Conv2D(6, 5, activation="tanh", name="c1")(x)
+    x = layers.AveragePooling2D(2, name="s2")(x)
+    x = layers.Conv2D(16, 5, activation="tanh", name="c3")(x)
+    x = layers.AveragePooling2D(2, name="s4")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(120, activation="tanh", name="c5")(x)
+    x = layers.Dense(84, activation="tanh", name="f6")(x)
+    return keras.Model(inputs, classifier_head(x, num_classes), name="lenet5")
+
+
+def _conv_bn(x, filters, kernel=3, strides=1, padding="valid", name=None):
+    from keras import layers
+
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
+                      name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+@register_model("fastnet", family="cnn",
+                description="tfvision's default: a BatchNorm convnet sized for CPU FLOPs")
+def fastnet(input_shape, num_classes, width: int = 32, dropout: float = 0.1):
+    """A strided 5x5 stem, then 3x3 convs after downsampling, BatchNorm, global pooling.
+
+    Full-resolution convolutions with many channels are what makes MNIST nets slow on a
+    CPU, so the stem halves the resolution at once.
+    """
+    import keras
+    from keras import layers
+
+    w = int(width)
+    inputs = image_input(input_shape)
+    x = preprocess_stem(inputs, min_size=28)
+    x = _conv_bn(x, w, kernel=5, strides=2, padding="same", name="stem")  # (14, 14, w)
+    x = _conv_bn(x, 2 * w, name="b1")  # (12, 12, 2w)
+    x = layers.MaxPooling2D(2)(x)  # (6, 6, 2w)
+    x = _conv_bn(x, 4 * w, name="b2")  # (4, 4, 4w)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, classifier_head(x, num_classes, float(dropout)), name="fastnet")

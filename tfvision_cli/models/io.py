@@ -1,0 +1,46 @@
+"""Saving and loading Keras models safely and atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tfvision_cli.errors import TfvisionError, UsageError
+
+
+def save_model(model, path: Path) -> Path:
+    """model.save to a temporary name, then rename: the file is never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise TfvisionError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_model(path: Path):
+    """Load a .keras file with safe_mode on: no code inside the file ever runs."""
+    import keras
+
+    import tfvision_cli.models.custom_layers  # noqa: F401  (registers tfvision's layers)
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"model file {path} does not exist")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except ValueError as e:
+        msg = str(e).splitlines()[0]
+        if "safe_mode" in str(e) or "Lambda" in str(e):
+            raise TfvisionError(
+                f"{path} contains code (a Lambda layer) and is refused: loading it would run it"
+            ) from None
+        raise TfvisionError(f"cannot load {path}: {msg}") from None
+    except (OSError, KeyError) as e:
+        raise TfvisionError(f"cannot load {path}: not a valid .keras file ({e})") from None

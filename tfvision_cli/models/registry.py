@@ -1,0 +1,86 @@
+"""The model registry: each model is a decorated function, as in timm.
+
+    @register_model("cnn", family="cnn", description="...")
+    def cnn(input_shape, num_classes, **options) -> keras.Model: ...
+
+Model modules import Keras lazily (inside the function), so listing names costs nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tfvision_cli.errors import UsageError, did_you_mean
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    fn: Callable
+    family: str
+    description: str
+
+
+_MODELS: dict[str, ModelEntry] = {}
+_MODULES = ["mlp", "cnn", "resnet", "applications", "vit", "rnn"]
+_imported = False
+
+
+def register_model(name: str, *, family: str, description: str):
+    """Register fn(input_shape, num_classes, **options) -> keras.Model under name."""
+
+    def decorator(fn: Callable) -> Callable:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = ModelEntry(name, fn, family, description)
+        return fn
+
+    return decorator
+
+
+def _import_all() -> None:
+    global _imported
+    if not _imported:
+        import importlib
+
+        for module in _MODULES:
+            importlib.import_module(f"tfvision_cli.models.{module}")
+        _imported = True
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted."""
+    _import_all()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get_entry(name: str) -> ModelEntry:
+    _import_all()
+    if name not in _MODELS:
+        raise UsageError(
+            f"unknown model {name!r}.{did_you_mean(name, _MODELS)}",
+            hint="`tfvision models list` shows them all",
+        )
+    return _MODELS[name]
+
+
+def create_model(name: str, input_shape, num_classes: int, **options):
+    """An uncompiled keras.Model that takes uint8 images of input_shape (H, W, C)."""
+    entry = get_entry(name)
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != 3 or min(input_shape) < 1 or input_shape[2] not in (1, 3):
+        raise UsageError(f"input shape must be H,W,C with C 1 or 3, got {input_shape}")
+    if num_classes < 2:
+        raise UsageError(f"a classifier needs at least 2 classes, got {num_classes}")
+    import inspect
+
+    accepted = list(inspect.signature(entry.fn).parameters)[2:]
+    for key in options:
+        if key not in accepted:
+            raise UsageError(
+                f"model {name!r} has no option {key!r}.{did_you_mean(key, accepted)}",
+                hint=f"its options: {', '.join(accepted) or 'none'}",
+            )
+    return entry.fn(input_shape, num_classes, **options)

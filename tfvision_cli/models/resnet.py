@@ -1,0 +1,47 @@
+"""Residual networks of the CIFAR kind (He et al. 2016, section 4.2)."""
+
+from tfvision_cli.models.layers import classifier_head, image_input, preprocess_stem
+from tfvision_cli.models.registry import register_model
+
+
+def _basic_block(x, filters, strides, name):
+    from keras import layers, regularizers
+
+    reg = regularizers.l2(1e-4)
+    shortcut = x
+    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
+                      kernel_regularizer=reg, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg,
+                      name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if strides != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False,
+                                 kernel_regularizer=reg, name=f"{name}_proj")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+@register_model("resnet", family="resnet",
+                description="ResNet-20 for 32x32 images (depth=6n+2: --model-option depth=32)")
+def resnet(input_shape, num_classes, depth: int = 20, width: int = 16):
+    import keras
+    from keras import layers
+
+    depth, width = int(depth), int(width)
+    if (depth - 2) % 6:
+        raise ValueError("resnet depth must be 6n+2 (20, 32, 44, 56, 110)")
+    n = (depth - 2) // 6
+    inputs = image_input(input_shape)
+    x = preprocess_stem(inputs, min_size=16)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, filters in enumerate((width, 2 * width, 4 * width)):
+        for block in range(n):
+            strides = 2 if stage > 0 and block == 0 else 1
+            x = _basic_block(x, filters, strides, name=f"s{stage + 1}b{block + 1}")
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, classifier_head(x, num_classes), name=f"resnet{depth}")

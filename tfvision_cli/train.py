@@ -1,0 +1,238 @@
+"""train(config) -> TrainResult: data, model, fit, evaluate, in the keras-io way."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfvision_cli import __version__
+from tfvision_cli.config import TrainConfig, to_yaml
+from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.runs import RunDir, new_run_dir, write_json, write_text_atomic
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+
+
+@dataclass
+class Splits:
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray]
+    notes: dict
+
+
+def load_splits(dataset, config: TrainConfig) -> Splits:
+    """Train/validation/test arrays. Validation comes out of train (seeded, stratified) unless
+    the dataset has its own; the test split is never used to choose anything."""
+    from tfvision_cli.data.catalog import stratified_split
+
+    notes = {}
+    x, y = dataset.arrays("train") if dataset.has_split("train") else (None, None)
+    if x is None:
+        raise UsageError(f"dataset {dataset.info.name} has no train split")
+    if dataset.has_split("test"):
+        test = dataset.arrays("test")
+    else:
+        parts = stratified_split(y, {"test": 0.1}, seed=0)
+        test = (x[parts["test"]], y[parts["test"]])
+        x, y = x[parts["train"]], y[parts["train"]]
+        notes["test_split"] = "10% of train (stratified, seed 0): the dataset has no test split"
+    val = None
+    if dataset.has_split("validation"):
+        val = dataset.arrays("validation")
+        notes["validation"] = "the dataset's own validation split"
+    elif config.validation_split > 0:
+        parts = stratified_split(y, {"validation": config.validation_split}, config.seed)
+        val = (x[parts["validation"]], y[parts["validation"]])
+        x, y = x[parts["train"]], y[parts["train"]]
+        notes["validation"] = f"{config.validation_split:.0%} of train (stratified, seed {config.seed})"
+    return Splits((x, y), val, test, notes)
+
+
+def _prepare_run(config: TrainConfig, run_dir: Path | None, resume: bool) -> tuple[RunDir, bool]:
+    if run_dir is not None:
+        run = RunDir(run_dir)
+        if run.path.exists() and not run.exists() and any(run.path.iterdir()):
+            raise UsageError(f"{run.path} exists and is not a tfvision run directory")
+        return run, run.exists()
+    if resume:
+        raise UsageError("--resume needs a run: give --run-dir or use `latest`")
+    return new_run_dir(config.dataset, config.model), False
+
+
+def _setup_tensorflow(config: TrainConfig):
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision:
+        gpus = tf.config.list_physical_devices("GPU")
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "mixed_bfloat16")
+    return tf, keras
+
+
+def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False,
+          on_event: Callable[..., None] | None = None) -> TrainResult:
+    """Train config.model on config.dataset; write the run directory; return its metrics."""
+    tf, keras = _setup_tensorflow(config)
+    from tfvision_cli.callbacks import BestModel, Backup, ProgressEvents, StopOnNaN
+    from tfvision_cli.data.catalog import open_dataset
+    from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
+    from tfvision_cli.distribute import choose_strategy
+    from tfvision_cli.models.io import load_model
+    from tfvision_cli.models.registry import create_model, get_entry
+    from tfvision_cli.optim import make_optimizer
+
+    emit = on_event or (lambda kind, **data: None)
+    get_entry(config.model)  # an unknown model fails before any data is read
+    placement = choose_strategy(config.strategy)
+    emit("placement", text=placement.describe(), replicas=placement.replicas)
+
+    # Data
+    dataset = open_dataset(config.dataset, data_dir=config.data_dir,
+                           image_size=tuple(config.image_size) if config.image_size else None)
+    if hasattr(dataset, "builder") and not dataset.builder.is_prepared():
+        from tfvision_cli.data.tfds_source import download
+
+        emit("download", name=config.dataset)
+        download(config.dataset, config.data_dir)  # fails fast, with the offline hint
+        dataset = open_dataset(config.dataset, data_dir=config.data_dir,
+                               image_size=tuple(config.image_size) if config.image_size else None)
+    info = dataset.info
+    splits = load_splits(dataset, config)
+    shape, n_classes = tuple(int(d) for d in splits.train[0].shape[1:]), info.num_classes
+    global_batch = config.batch_size * placement.replicas
+    steps = math.ceil(len(splits.train[1]) / global_batch)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    augment = augmenter(config.augment, flips_make_sense(info.name, info.class_names, shape[2]),
+                        config.seed)
+    train_ds = make_dataset(*splits.train, n_classes, global_batch, shuffle=True,
+                            seed=config.seed, augment=augment,
+                            repeat=config.steps_per_epoch is not None)
+    val_ds = make_dataset(*splits.val, n_classes, global_batch) if splits.val else None
+    emit("data", name=info.name, shape=shape, classes=n_classes,
+         train=len(splits.train[1]), val=len(splits.val[1]) if splits.val else 0,
+         test=len(splits.test[1]), global_batch=global_batch, steps=steps)
+
+    # Run directory
+    run, resuming = _prepare_run(config, run_dir, resume)
+    write = placement.is_chief
+    state = run.read_state() if resuming else {}
+    if write:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run.config, to_yaml(config))
+        write_json(run.classes, {"class_names": info.class_names, "input_shape": list(shape),
+                                 "dataset": config.dataset, "dataset_source": info.source})
+        run.update_state(created=state.get("created", time.time()), status="running",
+                         dataset=config.dataset, model=config.model, tfvision=__version__)
+    emit("run", path=str(run.path), resuming=resuming)
+
+    # Model
+    with placement.strategy.scope():
+        options = dict(config.model_options)
+        if config.pretrained:
+            options["pretrained"] = True
+        model = create_model(config.model, shape, n_classes, **options)
+        model.compile(
+            optimizer=make_optimizer(config, steps, placement.replicas),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            steps_per_execution=config.steps_per_execution,
+        )
+
+    # Train
+    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    nan_guard = StopOnNaN()
+
+    def saved(epoch: int, value: float) -> None:
+        if write:
+            run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
+
+    callbacks = [
+        nan_guard,
+        Backup(str(run.backup), nan_guard),
+        BestModel(run.model, monitor, state.get("best_value"), write, saved),
+        keras.callbacks.CSVLogger(str(run.history), append=resuming),
+        keras.callbacks.TensorBoard(str(run.logs), write_graph=False, profile_batch=0),
+        ProgressEvents(emit, config.epochs, steps),
+    ]
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping,
+                                                       mode="max"))
+    start = time.perf_counter()
+    try:
+        history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
+                            steps_per_epoch=steps if config.steps_per_epoch else None,
+                            callbacks=callbacks, verbose=0, shuffle=False)
+    except KeyboardInterrupt:
+        if write:
+            run.update_state(status="interrupted")
+        raise
+    train_seconds = time.perf_counter() - start
+    if nan_guard.bad_epoch is not None:
+        if write:
+            run.update_state(status="diverged")
+        raise TfvisionError(
+            f"the loss became NaN or infinite in epoch {nan_guard.bad_epoch}; training stopped. "
+            f"The last good model and checkpoint are kept in {run.path}",
+            hint=f"resume with a lower rate: tfvision train --run-dir {run.path} "
+            f"--learning-rate {config.learning_rate / 10:g}",
+        )
+
+    # Evaluate the best model on the test split
+    epochs_run = len(history.history.get("loss", []))
+    best = load_model(run.model) if run.model.is_file() else model
+    test_metrics = evaluate_arrays(best, *splits.test, batch_size=max(256, global_batch))
+    hist = history.history
+    metrics = {
+        "dataset": config.dataset,
+        "model": config.model,
+        **test_metrics,
+        "val_accuracy": _best(hist.get("val_accuracy"), state.get("best_value")),
+        "best_epoch": run.read_state().get("best_epoch") if write else None,
+        "epochs": config.epochs,
+        "epochs_this_session": epochs_run,
+        "train_seconds": round(train_seconds, 3),
+        "train_images_per_second": round(epochs_run * min(len(splits.train[1]),
+                                                          steps * global_batch) / train_seconds, 1)
+        if train_seconds > 0 and epochs_run else None,
+        "global_batch_size": global_batch,
+        "replicas": placement.replicas,
+        "strategy": placement.kind,
+        "params": int(model.count_params()),
+        "notes": splits.notes,
+    }
+    if write:
+        write_json(run.metrics, metrics)
+        run.update_state(status="completed")
+    return TrainResult(run.path, metrics)
+
+
+def _best(values, previous):
+    candidates = [float(v) for v in (values or [])] + ([previous] if previous is not None else [])
+    return round(max(candidates), 6) if candidates else None
+
+
+def evaluate_arrays(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> dict:
+    """Test accuracy and (unsmoothed) cross-entropy of a model on uint8 arrays."""
+    probs = model.predict(images, batch_size=batch_size, verbose=0)
+    p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
+    return {
+        "test_accuracy": round(float(np.mean(np.argmax(probs, 1) == labels)), 6),
+        "test_loss": round(float(-np.mean(np.log(p_true))), 6),
+        "test_examples": int(len(labels)),
+    }

@@ -115,3 +115,37 @@ def image_folder(tmp_path) -> Path:
     (root / "square" / "truncated.png").write_bytes(good[: len(good) // 2])
     (root / "stripes" / "notes.jpg").write_text("this is not an image")
     return root
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory) -> Path:
+    """A small model trained on real MNIST (about 98% test accuracy), shared by the session."""
+    from typer.testing import CliRunner
+
+    from tfvision_cli.cli import app
+
+    if MNIST_DIR is None:
+        if os.environ.get("CI"):
+            pytest.fail("MNIST is needed: set TFDS_DATA_DIR to a TFDS directory holding mnist")
+        pytest.skip("MNIST not found: set TFDS_DATA_DIR")
+    run = tmp_path_factory.mktemp("mnist-run") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TFVISION_CACHE_DIR", str(_session_cache(tmp_path_factory)))
+        r = CliRunner().invoke(
+            app,
+            [
+                "train",
+                "mnist",
+                "--data-dir",
+                MNIST_DIR,
+                "--epochs",
+                "2",
+                "--steps-per-epoch",
+                "200",
+                "--run-dir",
+                str(run),
+                "--json",
+            ],
+        )
+    assert r.exit_code == 0, r.output
+    return run

@@ -6,9 +6,22 @@ import time
 
 from tfvision_cli import __version__
 
-COMMANDS = [[], ["data"], ["data", "list"], ["data", "download"], ["data", "info"],
-            ["data", "preview"], ["preprocess"], ["build"], ["train"], ["models"],
-            ["models", "list"], ["models", "show"], ["runs"], ["runs", "list"]]
+COMMANDS = [
+    [],
+    ["data"],
+    ["data", "list"],
+    ["data", "download"],
+    ["data", "info"],
+    ["data", "preview"],
+    ["preprocess"],
+    ["build"],
+    ["train"],
+    ["models"],
+    ["models", "list"],
+    ["models", "show"],
+    ["runs"],
+    ["runs", "list"],
+]
 
 
 def test_every_help_answers_without_importing_tensorflow():
@@ -29,16 +42,18 @@ def test_every_help_answers_without_importing_tensorflow():
 def test_help_is_fast():
     subprocess.run([sys.executable, "-m", "tfvision_cli", "--help"], capture_output=True)
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "tfvision_cli", "--help"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", "--help"], capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - start
     assert r.returncode == 0 and "train" in r.stdout
     assert elapsed < 1.0, f"tfvision --help took {elapsed:.2f} s"
 
 
 def test_version_through_module_and_console_script(cli):
-    r = subprocess.run([sys.executable, "-m", "tfvision_cli", "--version"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", "--version"], capture_output=True, text=True
+    )
     assert r.stdout.strip() == f"tfvision {__version__}"
     assert cli("--version").stdout.strip() == f"tfvision {__version__}"
 

@@ -13,8 +13,10 @@ def _save(tmp_path, name, im, **kw):
     return p
 
 
-@pytest.mark.parametrize("mode,ext", [("L", "png"), ("RGB", "jpg"), ("RGBA", "png"),
-                                      ("P", "gif"), ("RGB", "bmp"), ("CMYK", "jpg")])
+@pytest.mark.parametrize(
+    "mode,ext",
+    [("L", "png"), ("RGB", "jpg"), ("RGBA", "png"), ("P", "gif"), ("RGB", "bmp"), ("CMYK", "jpg")],
+)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_modes_convert_to_the_requested_shape(tmp_path, mode, ext, channels):
     base = Image.fromarray((np.arange(30 * 40) % 256).reshape(30, 40).astype(np.uint8))
@@ -45,7 +47,9 @@ def test_animated_gif_gives_first_frame(tmp_path):
     assert read_image(p, None, 1).max() == 0
 
 
-@pytest.mark.parametrize("content,reason", [(b"", "empty file"), (b"hello", "not a readable image")])
+@pytest.mark.parametrize(
+    "content,reason", [(b"", "empty file"), (b"hello", "not a readable image")]
+)
 def test_broken_files_raise_with_the_path(tmp_path, content, reason):
     p = tmp_path / "bad file é.png"
     p.write_bytes(content)
@@ -55,8 +59,11 @@ def test_broken_files_raise_with_the_path(tmp_path, content, reason):
 
 
 def test_truncated_png_raises(tmp_path):
-    p = _save(tmp_path, "full.png", Image.fromarray(np.random.default_rng(0).integers(
-        0, 255, (64, 64), dtype=np.uint8)))
+    p = _save(
+        tmp_path,
+        "full.png",
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)),
+    )
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError):

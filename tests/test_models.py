@@ -27,8 +27,17 @@ def test_forward_save_reload(name, shape, tmp_path):
 
 
 def test_registry_lists_the_lineage():
-    assert {"mlp", "cnn", "lenet5", "resnet", "mobilenet_v2", "efficientnet_b0", "vit", "rnn",
-            "fastnet"} <= set(list_models())
+    assert {
+        "mlp",
+        "cnn",
+        "lenet5",
+        "resnet",
+        "mobilenet_v2",
+        "efficientnet_b0",
+        "vit",
+        "rnn",
+        "fastnet",
+    } <= set(list_models())
     assert list_models("res*") == ["resnet"]
 
 
@@ -77,8 +86,7 @@ def test_build_writes_a_loadable_untrained_model(cli, tmp_path):
     from tfvision_cli.models.io import load_model
 
     out = tmp_path / "lenet.keras"
-    r = cli("build", "lenet5", "--input-shape", "32,32,3", "--classes", "7", "--out", out,
-            "--json")
+    r = cli("build", "lenet5", "--input-shape", "32,32,3", "--classes", "7", "--out", out, "--json")
     assert r.exit_code == 0, r.stderr
     assert r.json()["params"] > 0
     model = load_model(out)
@@ -94,7 +102,14 @@ def test_build_rejects_bad_shapes(cli, tmp_path):
 
 def test_pretrained_without_network_is_a_clear_error(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
-    r = cli("build", "mobilenet_v2", "--input-shape", "96,96,3", "--pretrained",
-            "--out", tmp_path / "m.keras")
+    r = cli(
+        "build",
+        "mobilenet_v2",
+        "--input-shape",
+        "96,96,3",
+        "--pretrained",
+        "--out",
+        tmp_path / "m.keras",
+    )
     assert r.exit_code == 1
     assert "ImageNet weights" in r.stderr and "Traceback" not in r.stderr

@@ -25,8 +25,14 @@ def _train(cli, *args):
 def test_train_digits_writes_a_complete_run(cli, tmp_path):
     run, m = _train(cli, "digits", "--model", "mlp", "--epochs", "3", "--run-dir", tmp_path / "r")
     assert run == tmp_path / "r"
-    for name in ("config.yaml", "model.keras", "history.csv", "metrics.json", "classes.json",
-                 "run.json"):
+    for name in (
+        "config.yaml",
+        "model.keras",
+        "history.csv",
+        "metrics.json",
+        "classes.json",
+        "run.json",
+    ):
         assert (run / name).is_file(), name
     assert (run / "logs").is_dir() and (run / "backup").is_dir()
     assert json.loads((run / "metrics.json").read_text()) == m
@@ -38,6 +44,15 @@ def test_train_digits_writes_a_complete_run(cli, tmp_path):
     assert len(rows) == 3
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"] == "mlp" and config["dataset"] == "digits"
+    # model.keras is the model the metrics describe: recompute its test accuracy independently
+    import numpy as np
+
+    from tfvision_cli.data.catalog import open_dataset
+    from tfvision_cli.models.io import load_model
+
+    x, y = open_dataset("digits").arrays("test")
+    predicted = load_model(run / "model.keras").predict(x, verbose=0).argmax(1)
+    assert abs(float(np.mean(predicted == y)) - m["test_accuracy"]) < 1e-6
 
 
 def test_json_output_is_exactly_one_object(cli, tmp_path):
@@ -78,11 +93,24 @@ def test_config_unknown_key_suggests(cli, tmp_path):
     assert r.exit_code == 2 and "'modle'" in r.stderr and "model" in r.stderr
 
 
-@pytest.mark.parametrize("args", [["--optimizer", "sgd", "--schedule", "one-cycle"],
-                                  ["--optimizer", "adamw", "--weight-decay", "0.01",
-                                   "--schedule", "cosine", "--warmup-epochs", "0.5"],
-                                  ["--augment", "standard", "--label-smoothing", "0"],
-                                  ["--early-stopping", "1", "--epochs", "4"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--optimizer", "sgd", "--schedule", "one-cycle"],
+        [
+            "--optimizer",
+            "adamw",
+            "--weight-decay",
+            "0.01",
+            "--schedule",
+            "cosine",
+            "--warmup-epochs",
+            "0.5",
+        ],
+        ["--augment", "standard", "--label-smoothing", "0"],
+        ["--early-stopping", "1", "--epochs", "4"],
+    ],
+)
 def test_training_options(cli, args):
     _, m = _train(cli, "digits", "--model", "cnn", "--epochs", "2", *args)
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_loss"] == m["test_loss"]
@@ -90,15 +118,35 @@ def test_training_options(cli, args):
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_on_mnist(cli, mnist, name):
-    _, m = _train(cli, "mnist", "--model", name, "--epochs", "1", "--steps-per-epoch", "3",
-                  "--batch-size", "32")
+    _, m = _train(
+        cli,
+        "mnist",
+        "--model",
+        name,
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "32",
+    )
     assert m["epochs_this_session"] == 1 and m["test_examples"] == 10000
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_on_colour_32x32(cli, tmp_path, name, colour_folder):
-    _, m = _train(cli, str(colour_folder), "--model", name, "--epochs", "1",
-                  "--batch-size", "16", "--validation-split", "0")
+    _, m = _train(
+        cli,
+        str(colour_folder),
+        "--model",
+        name,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--validation-split",
+        "0",
+    )
     assert m["params"] > 0
 
 
@@ -134,11 +182,31 @@ def _subprocess_env(**extra):
 def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
     run = tmp_path / "mirrored"
     r = subprocess.run(
-        [sys.executable, "-m", "tfvision_cli", "train", "mnist", "--model", "cnn", "--epochs",
-         "1", "--steps-per-epoch", "20", "--batch-size", "32", "--strategy", "mirrored",
-         "--run-dir", str(run), "--json"],
-        env=_subprocess_env(TFVISION_CPU_REPLICAS=2), capture_output=True, text=True,
-        timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "tfvision_cli",
+            "train",
+            "mnist",
+            "--model",
+            "cnn",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "20",
+            "--batch-size",
+            "32",
+            "--strategy",
+            "mirrored",
+            "--run-dir",
+            str(run),
+            "--json",
+        ],
+        env=_subprocess_env(TFVISION_CPU_REPLICAS=2),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)["metrics"]
     assert m["strategy"] == "mirrored" and m["replicas"] == 2 and m["global_batch_size"] == 64
@@ -147,11 +215,26 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
 
 def test_killed_run_resumes_to_completion(tmp_path, mnist):
     run = tmp_path / "killed"
-    args = [sys.executable, "-m", "tfvision_cli", "train", "mnist", "--model", "mlp",
-            "--epochs", "4", "--steps-per-epoch", "150", "--batch-size", "64",
-            "--run-dir", str(run)]
-    proc = subprocess.Popen(args, env=_subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "tfvision_cli",
+        "train",
+        "mnist",
+        "--model",
+        "mlp",
+        "--epochs",
+        "4",
+        "--steps-per-epoch",
+        "150",
+        "--batch-size",
+        "64",
+        "--run-dir",
+        str(run),
+    ]
+    proc = subprocess.Popen(
+        args, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     history = run / "history.csv"
     deadline = time.time() + 240
     while time.time() < deadline:  # wait until at least one epoch is finished
@@ -162,9 +245,22 @@ def test_killed_run_resumes_to_completion(tmp_path, mnist):
     proc.wait()
     done_before = len(history.read_text().strip().splitlines()) - 1
     assert 1 <= done_before < 4, "the kill should land mid-training"
-    r = subprocess.run([sys.executable, "-m", "tfvision_cli", "train", "--resume", "--run-dir",
-                        str(run), "--json"], env=_subprocess_env(), capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfvision_cli",
+            "train",
+            "--resume",
+            "--run-dir",
+            str(run),
+            "--json",
+        ],
+        env=_subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)["metrics"]
     assert m["epochs"] == 4
@@ -179,9 +275,26 @@ def test_killed_run_resumes_to_completion(tmp_path, mnist):
 def test_sigterm_is_an_interruption_that_says_how_to_resume(tmp_path, mnist):
     run = tmp_path / "term"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfvision_cli", "train", "mnist", "--model", "mlp", "--epochs",
-         "50", "--steps-per-epoch", "100", "--run-dir", str(run)],
-        env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tfvision_cli",
+            "train",
+            "mnist",
+            "--model",
+            "mlp",
+            "--epochs",
+            "50",
+            "--steps-per-epoch",
+            "100",
+            "--run-dir",
+            str(run),
+        ],
+        env=_subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and not (run / "history.csv").is_file():
         time.sleep(0.2)

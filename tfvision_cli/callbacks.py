@@ -31,8 +31,13 @@ class ProgressEvents(keras.callbacks.Callback):
         self.on_event("batch", step=batch + 1, steps=self.steps, logs=_floats(logs))
 
     def on_epoch_end(self, epoch, logs=None):
-        self.on_event("epoch_end", epoch=epoch + 1, epochs=self.epochs, logs=_floats(logs),
-                      seconds=time.perf_counter() - self._start)
+        self.on_event(
+            "epoch_end",
+            epoch=epoch + 1,
+            epochs=self.epochs,
+            logs=_floats(logs),
+            seconds=time.perf_counter() - self._start,
+        )
 
 
 def _floats(logs) -> dict[str, float]:
@@ -48,13 +53,21 @@ def _is_number(v) -> bool:
 
 
 class BestModel(keras.callbacks.Callback):
-    """Saves model.keras (atomically) whenever the monitored metric improves."""
+    """Saves model.keras (atomically) whenever the monitored metric improves, and keeps the
+    best weights in memory so the run can be evaluated without reloading (or retracing)."""
 
-    def __init__(self, path: Path, monitor: str, best: float | None, write: bool,
-                 on_save: Callable[[int, float], None]):
+    def __init__(
+        self,
+        path: Path,
+        monitor: str,
+        best: float | None,
+        write: bool,
+        on_save: Callable[[int, float], None],
+    ):
         super().__init__()
         self.path, self.monitor, self.best, self.write = path, monitor, best, write
         self.on_save = on_save
+        self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -63,6 +76,7 @@ class BestModel(keras.callbacks.Callback):
         value = float(value)
         if self.best is None or value > self.best:
             self.best = value
+            self.best_weights = self.model.get_weights()
             if self.write:
                 save_model(self.model, self.path)
             self.on_save(epoch + 1, value)

@@ -41,6 +41,7 @@ class TrainConfig:
     mixed_precision: bool = False
     deterministic: bool = True
     steps_per_execution: int = 1
+    xla: bool = False  # XLA compilation: slower to compile, and not faster for convnets on CPU
     steps_per_epoch: int | None = None  # cap on steps per epoch (quick trials, tests)
     preset: str | None = None
 
@@ -49,37 +50,65 @@ class TrainConfig:
             if not ok:
                 raise UsageError(message)
 
-        check(isinstance(self.epochs, int) and self.epochs >= 1,
-              f"epochs must be a positive integer, got {self.epochs!r}")
-        check(isinstance(self.batch_size, int) and self.batch_size >= 1,
-              f"batch size must be a positive integer, got {self.batch_size!r}")
-        check(isinstance(self.learning_rate, int | float) and self.learning_rate > 0,
-              f"learning rate must be a positive number, got {self.learning_rate!r}")
-        check(isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
-              f"weight decay must be >= 0, got {self.weight_decay!r}")
-        check(isinstance(self.label_smoothing, int | float) and 0 <= self.label_smoothing < 1,
-              f"label smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        check(isinstance(self.validation_split, int | float) and 0 <= self.validation_split < 1,
-              f"validation split must be in [0, 1), got {self.validation_split!r}")
-        check(isinstance(self.warmup_epochs, int | float) and self.warmup_epochs >= 0,
-              f"warmup epochs must be >= 0, got {self.warmup_epochs!r}")
-        check(isinstance(self.early_stopping, int) and self.early_stopping >= 0,
-              f"early stopping patience must be >= 0, got {self.early_stopping!r}")
-        check(self.steps_per_epoch is None
-              or (isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1),
-              f"steps per epoch must be a positive integer, got {self.steps_per_epoch!r}")
-        check(isinstance(self.steps_per_execution, int) and self.steps_per_execution >= 1,
-              f"steps per execution must be >= 1, got {self.steps_per_execution!r}")
-        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("schedule", self.schedule, SCHEDULES),
-                                     ("augment", self.augment, AUGMENTS),
-                                     ("strategy", self.strategy, STRATEGIES)):
-            check(value in allowed, f"unknown {name} {value!r}.{did_you_mean(str(value), allowed)}"
-                  f" Choose from: {', '.join(allowed)}")
+        check(
+            isinstance(self.epochs, int) and self.epochs >= 1,
+            f"epochs must be a positive integer, got {self.epochs!r}",
+        )
+        check(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            f"batch size must be a positive integer, got {self.batch_size!r}",
+        )
+        check(
+            isinstance(self.learning_rate, int | float) and self.learning_rate > 0,
+            f"learning rate must be a positive number, got {self.learning_rate!r}",
+        )
+        check(
+            isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
+            f"weight decay must be >= 0, got {self.weight_decay!r}",
+        )
+        check(
+            isinstance(self.label_smoothing, int | float) and 0 <= self.label_smoothing < 1,
+            f"label smoothing must be in [0, 1), got {self.label_smoothing!r}",
+        )
+        check(
+            isinstance(self.validation_split, int | float) and 0 <= self.validation_split < 1,
+            f"validation split must be in [0, 1), got {self.validation_split!r}",
+        )
+        check(
+            isinstance(self.warmup_epochs, int | float) and self.warmup_epochs >= 0,
+            f"warmup epochs must be >= 0, got {self.warmup_epochs!r}",
+        )
+        check(
+            isinstance(self.early_stopping, int) and self.early_stopping >= 0,
+            f"early stopping patience must be >= 0, got {self.early_stopping!r}",
+        )
+        check(
+            self.steps_per_epoch is None
+            or (isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1),
+            f"steps per epoch must be a positive integer, got {self.steps_per_epoch!r}",
+        )
+        check(
+            isinstance(self.steps_per_execution, int) and self.steps_per_execution >= 1,
+            f"steps per execution must be >= 1, got {self.steps_per_execution!r}",
+        )
+        for name, value, allowed in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("schedule", self.schedule, SCHEDULES),
+            ("augment", self.augment, AUGMENTS),
+            ("strategy", self.strategy, STRATEGIES),
+        ):
+            check(
+                value in allowed,
+                f"unknown {name} {value!r}.{did_you_mean(str(value), allowed)}"
+                f" Choose from: {', '.join(allowed)}",
+            )
         if self.image_size is not None:
-            check(isinstance(self.image_size, list) and len(self.image_size) == 2
-                  and all(isinstance(v, int) and v >= 1 for v in self.image_size),
-                  f"image size must be two positive integers, got {self.image_size!r}")
+            check(
+                isinstance(self.image_size, list)
+                and len(self.image_size) == 2
+                and all(isinstance(v, int) and v >= 1 for v in self.image_size),
+                f"image size must be two positive integers, got {self.image_size!r}",
+            )
         check(isinstance(self.model_options, dict), "model_options must be a mapping")
         return self
 
@@ -92,9 +121,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {"epochs": 2, "batch_size": 256, "learning_rate": 4e-3, "warmup_epochs": 0.5},
     # The published Keras "Simple MNIST convnet" example, for side-by-side comparison.
-    "keras-example": {"model": "cnn", "epochs": 15, "batch_size": 128, "optimizer": "adam",
-                      "learning_rate": 1e-3, "schedule": "constant", "warmup_epochs": 0.0,
-                      "label_smoothing": 0.0, "validation_split": 0.1},
+    "keras-example": {
+        "model": "cnn",
+        "epochs": 15,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "schedule": "constant",
+        "warmup_epochs": 0.0,
+        "label_smoothing": 0.0,
+        "validation_split": 0.1,
+    },
 }
 
 
@@ -112,8 +149,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UsageError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") \
-            from None
+        raise UsageError(
+            f"config file {path} is not valid YAML: {str(e).splitlines()[0]}"
+        ) from None
     except OSError as e:
         raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
     if data is None:
@@ -131,15 +169,18 @@ def check_keys(data: dict[str, Any], where: str) -> None:
             raise UsageError(f"unknown option {key!r} in {where}.{did_you_mean(str(key), names)}")
 
 
-def resolve(preset: str | None = None, file_values: dict | None = None,
-            flags: dict | None = None) -> TrainConfig:
+def resolve(
+    preset: str | None = None, file_values: dict | None = None, flags: dict | None = None
+) -> TrainConfig:
     """Defaults <- preset <- config file <- flags (None means 'not given')."""
     values: dict[str, Any] = {}
     preset = (flags or {}).get("preset") or (file_values or {}).get("preset") or preset
     if preset is not None:
         if preset not in PRESETS:
-            raise UsageError(f"unknown preset {preset!r}.{did_you_mean(preset, PRESETS)}"
-                             f" Presets: {', '.join(PRESETS)}")
+            raise UsageError(
+                f"unknown preset {preset!r}.{did_you_mean(preset, PRESETS)}"
+                f" Presets: {', '.join(PRESETS)}"
+            )
         values.update(PRESETS[preset])
         values["preset"] = preset
     values.update(file_values or {})

@@ -73,7 +73,9 @@ def _jsonable(value: Any) -> Any:
 def table(title: str | None, columns: list[str], rows: list[list[Any]], **kwargs: Any) -> Table:
     t = Table(title=title, **kwargs)
     for c in columns:
-        justify = "right" if c.startswith("#") or c.lower() in {"params", "count", "classes"} else "left"
+        justify = (
+            "right" if c.startswith("#") or c.lower() in {"params", "count", "classes"} else "left"
+        )
         t.add_column(c.lstrip("#"), justify=justify)
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
@@ -93,8 +95,14 @@ def progress(description: str):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -117,32 +125,46 @@ class TrainingReporter:
         elif kind == "placement":
             log(f"devices: {d['text']}")
         elif kind == "data":
-            log(f"data: {d['name']} {'x'.join(map(str, d['shape']))}, {d['classes']} classes; "
+            log(
+                f"data: {d['name']} {'x'.join(map(str, d['shape']))}, {d['classes']} classes; "
                 f"train {d['train']:,}, val {d['val']:,}, test {d['test']:,}; "
-                f"global batch {d['global_batch']}, {d['steps']} steps/epoch")
+                f"global batch {d['global_batch']}, {d['steps']} steps/epoch"
+            )
         elif kind == "epoch_begin" and self._live:
             self._start_bar(d)
         elif kind == "batch" and self._bar is not None:
             logs = d["logs"]
-            self._bar.update(self._task, completed=d["step"],
-                             metrics=f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f}")
+            self._bar.update(
+                self._task,
+                completed=d["step"],
+                metrics=f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f}",
+            )
         elif kind == "epoch_end":
             self.close()
             logs = d["logs"]
-            parts = [f"epoch {d['epoch']}/{d['epochs']}"] + [
-                f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"
-            ] + [f"{d['seconds']:.1f}s"]
+            parts = (
+                [f"epoch {d['epoch']}/{d['epochs']}"]
+                + [f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"]
+                + [f"{d['seconds']:.1f}s"]
+            )
             log("  ".join(parts))
 
     def _start_bar(self, d: dict) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                             MofNCompleteColumn(), TimeRemainingColumn(),
-                             "{task.fields[metrics]}", console=err, transient=True)
+        self._bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            "{task.fields[metrics]}",
+            console=err,
+            transient=True,
+        )
         self._bar.start()
-        self._task = self._bar.add_task(f"epoch {d['epoch']}/{d['epochs']}", total=d["steps"],
-                                        metrics="")
+        self._task = self._bar.add_task(
+            f"epoch {d['epoch']}/{d['epochs']}", total=d["steps"], metrics=""
+        )
 
     def close(self) -> None:
         if self._bar is not None:

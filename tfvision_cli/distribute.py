@@ -10,6 +10,7 @@ exercised on a machine without GPUs (tests do this).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ class Placement:
     def describe(self) -> str:
         where = ", ".join(self.devices)
         if self.num_workers > 1:
-            return (f"{self.kind}: worker {self.worker_index} of {self.num_workers}, "
-                    f"{self.replicas} replicas ({where})")
+            return (
+                f"{self.kind}: worker {self.worker_index} of {self.num_workers}, "
+                f"{self.replicas} replicas ({where})"
+            )
         return f"{self.kind}: {self.replicas} replica{'s' * (self.replicas > 1)} ({where})"
 
 
@@ -57,30 +60,28 @@ def _split_cpu(tf) -> None:
     n = int(os.environ.get("TFVISION_CPU_REPLICAS", "0") or 0)
     if n > 1 and not tf.config.list_physical_devices("GPU"):
         cpu = tf.config.list_physical_devices("CPU")[0]
-        try:
+        # RuntimeError: the devices are already initialised in this process
+        with contextlib.suppress(RuntimeError):
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
             )
-        except RuntimeError:  # already initialised in this process
-            pass
 
 
 def choose_strategy(name: str = "auto") -> Placement:
     """The strategy for `name` (auto, default, mirrored, multi-worker, tpu)."""
-    from tfvision_cli.tf_import import quiet_stderr
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
-    with quiet_stderr():  # the CUDA probe complains on machines without a GPU driver
-        tf.config.list_physical_devices("GPU")
     cfg = _tf_config()
     if name == "auto":
         if os.environ.get("TPU_NAME") or os.path.exists("/dev/accel0"):
             name = "tpu"
         elif _num_workers(cfg) > 1:
             name = "multi-worker"
-        elif len(tf.config.list_physical_devices("GPU")) > 1 or \
-                int(os.environ.get("TFVISION_CPU_REPLICAS", "0") or 0) > 1:
+        elif (
+            len(tf.config.list_physical_devices("GPU")) > 1
+            or int(os.environ.get("TFVISION_CPU_REPLICAS", "0") or 0) > 1
+        ):
             name = "mirrored"
         else:
             name = "default"
@@ -94,8 +95,12 @@ def choose_strategy(name: str = "auto") -> Placement:
             strategy = tf.distribute.TPUStrategy(resolver)
         except (ValueError, RuntimeError, tf.errors.OpError) as e:
             raise TfvisionError(f"no TPU available: {str(e).splitlines()[0]}") from None
-        return Placement(strategy, "tpu", strategy.num_replicas_in_sync,
-                         [d.name for d in tf.config.list_logical_devices("TPU")])
+        return Placement(
+            strategy,
+            "tpu",
+            strategy.num_replicas_in_sync,
+            [d.name for d in tf.config.list_logical_devices("TPU")],
+        )
     if name == "multi-worker":
         if _num_workers(cfg) < 1:
             raise UsageError("--strategy multi-worker needs TF_CONFIG with a cluster of workers")
@@ -105,11 +110,16 @@ def choose_strategy(name: str = "auto") -> Placement:
         # Worker 0 is the chief, unless the cluster names a separate "chief" task.
         if "chief" in cfg.get("cluster", {}):
             index = 0 if task.get("type") == "chief" else index + 1
-        return Placement(strategy, "multi-worker", strategy.num_replicas_in_sync,
-                         [d.name for d in tf.config.list_logical_devices()
-                          if d.device_type in ("GPU", "CPU")][:1],
-                         worker_index=index,
-                         num_workers=_num_workers(cfg))
+        return Placement(
+            strategy,
+            "multi-worker",
+            strategy.num_replicas_in_sync,
+            [d.name for d in tf.config.list_logical_devices() if d.device_type in ("GPU", "CPU")][
+                :1
+            ],
+            worker_index=index,
+            num_workers=_num_workers(cfg),
+        )
     if name == "mirrored":
         _split_cpu(tf)
         gpus = tf.config.list_logical_devices("GPU")

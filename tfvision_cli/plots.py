@@ -33,8 +33,13 @@ def save_figure(fig, out: Path) -> Path:
     return out
 
 
-def image_grid(images: np.ndarray, titles: list[str], out: Path, suptitle: str | None = None,
-               title_colors: list[str] | None = None) -> Path:
+def image_grid(
+    images: np.ndarray,
+    titles: list[str],
+    out: Path,
+    suptitle: str | None = None,
+    title_colors: list[str] | None = None,
+) -> Path:
     """A labelled grid of uint8 images (N, H, W, C) as a PNG."""
     plt = _pyplot()
     n = len(images)
@@ -42,8 +47,9 @@ def image_grid(images: np.ndarray, titles: list[str], out: Path, suptitle: str |
     rows = max(1, math.ceil(n / cols))
     h, w = images.shape[1:3]
     cell = max(1.3, min(2.2, 1.3 * max(h, w) / 28))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell, rows * (cell + 0.3)), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * cell, rows * (cell + 0.3)), dpi=110, squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= n:
@@ -57,5 +63,72 @@ def image_grid(images: np.ndarray, titles: list[str], out: Path, suptitle: str |
         ax.set_title(titles[i], fontsize=9, color=color)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def confusion_matrix(cm: np.ndarray, class_names: list[str], out: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: true class), counts in the cells.
+
+    Correct predictions are blue; mistakes are red on their own scale, so that a handful of
+    confusions stays visible next to a diagonal of thousands.
+    """
+    plt = _pyplot()
+    n = len(class_names)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    eye = np.eye(n, dtype=bool)
+    off = np.where(eye, np.nan, norm)
+    diag = np.where(eye, norm, np.nan)
+    size = min(max(5.0, 0.55 * n + 2), 30)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), dpi=110)
+    ax.imshow(diag, cmap="Blues", vmin=0, vmax=1)
+    worst = np.nanmax(off) if n > 1 and np.nanmax(off) > 0 else 1.0
+    im = ax.imshow(off, cmap="Reds", vmin=0, vmax=worst)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="mistakes: share of the true class")
+    ticks = np.arange(n)
+    labels = class_names if n <= 40 else [""] * n
+    long = max(map(len, class_names)) > 2
+    ax.set_xticks(ticks, labels, rotation=45 if long else 0, ha="right" if long else "center")
+    ax.set_yticks(ticks, labels)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 20:
+        for t in range(n):
+            for p in range(n):
+                if cm[t, p]:
+                    level = norm[t, p] if t == p else norm[t, p] / worst
+                    ax.text(
+                        p,
+                        t,
+                        f"{cm[t, p]}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if level > 0.55 else "black",
+                    )
+    ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def training_curves(rows: list[dict], out: Path) -> Path:
+    """Loss and accuracy per epoch, training and validation, from history.csv rows."""
+    plt = _pyplot()
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
+        for prefix, style in (("", "-o"), ("val_", "--s")):
+            if rows and f"{prefix}{key}" in rows[0]:
+                ax.plot(
+                    epochs,
+                    [float(r[f"{prefix}{key}"]) for r in rows],
+                    style,
+                    label=f"{'validation' if prefix else 'training'} {label}",
+                    markersize=4,
+                )
+        ax.set_xlabel("epoch")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     return save_figure(fig, out)

@@ -1,14 +1,14 @@
 """The run directory: its layout, finding `latest`, and atomic writes.
 
-    saved_models/<dataset>-<model>-<YYYYmmdd-HHMMSS>/
-        run.json        status, dataset, model, created
-        config.yaml     the resolved configuration
-        classes.json    class names and input shape
-        model.keras     the best epoch by validation accuracy
-        backup/         BackupAndRestore state (resume after an interruption)
-        history.csv     one row per epoch
-        metrics.json    test accuracy and loss, validation accuracy, epochs, timings
-        logs/           TensorBoard
+saved_models/<dataset>-<model>-<YYYYmmdd-HHMMSS>/
+    run.json        status, dataset, model, created
+    config.yaml     the resolved configuration
+    classes.json    class names and input shape
+    model.keras     the best epoch by validation accuracy
+    backup/         BackupAndRestore state (resume after an interruption)
+    history.csv     one row per epoch
+    metrics.json    test accuracy and loss, validation accuracy, epochs, timings
+    logs/           TensorBoard
 """
 
 from __future__ import annotations
@@ -103,8 +103,10 @@ def resolve_run(spec: str | os.PathLike) -> RunDir:
     if str(spec) == "latest":
         runs = list_runs()
         if not runs:
-            raise UsageError(f"no runs in {runs_root()} yet",
-                             hint="train one with `tfvision train`, or give a run directory")
+            raise UsageError(
+                f"no runs in {runs_root()} yet",
+                hint="train one with `tfvision train`, or give a run directory",
+            )
         return runs[0]
     run = RunDir(Path(spec))
     if not run.path.is_dir():

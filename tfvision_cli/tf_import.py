@@ -46,9 +46,11 @@ def tf():
     if not _verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
+        import keras  # noqa: F401  (keras 3 registers its TF backend here)
         import tensorflow
 
-        import keras  # noqa: F401  (keras 3 registers its TF backend here)
+        # The first device query probes CUDA, which complains on machines without a driver.
+        tensorflow.config.list_physical_devices("GPU")
     if not _verbose:
         import logging
 

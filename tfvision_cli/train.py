@@ -54,7 +54,9 @@ def load_splits(dataset, config: TrainConfig) -> Splits:
         parts = stratified_split(y, {"validation": config.validation_split}, config.seed)
         val = (x[parts["validation"]], y[parts["validation"]])
         x, y = x[parts["train"]], y[parts["train"]]
-        notes["validation"] = f"{config.validation_split:.0%} of train (stratified, seed {config.seed})"
+        notes["validation"] = (
+            f"{config.validation_split:.0%} of train (stratified, seed {config.seed})"
+        )
     return Splits((x, y), val, test, notes)
 
 
@@ -84,15 +86,18 @@ def _setup_tensorflow(config: TrainConfig):
     return tf, keras
 
 
-def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False,
-          on_event: Callable[..., None] | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    on_event: Callable[..., None] | None = None,
+) -> TrainResult:
     """Train config.model on config.dataset; write the run directory; return its metrics."""
     tf, keras = _setup_tensorflow(config)
-    from tfvision_cli.callbacks import BestModel, Backup, ProgressEvents, StopOnNaN
+    from tfvision_cli.callbacks import Backup, BestModel, ProgressEvents, StopOnNaN
     from tfvision_cli.data.catalog import open_dataset
     from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
     from tfvision_cli.distribute import choose_strategy
-    from tfvision_cli.models.io import load_model
     from tfvision_cli.models.registry import create_model, get_entry
     from tfvision_cli.optim import make_optimizer
 
@@ -102,15 +107,21 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
     emit("placement", text=placement.describe(), replicas=placement.replicas)
 
     # Data
-    dataset = open_dataset(config.dataset, data_dir=config.data_dir,
-                           image_size=tuple(config.image_size) if config.image_size else None)
+    dataset = open_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        image_size=tuple(config.image_size) if config.image_size else None,
+    )
     if hasattr(dataset, "builder") and not dataset.builder.is_prepared():
         from tfvision_cli.data.tfds_source import download
 
         emit("download", name=config.dataset)
         download(config.dataset, config.data_dir)  # fails fast, with the offline hint
-        dataset = open_dataset(config.dataset, data_dir=config.data_dir,
-                               image_size=tuple(config.image_size) if config.image_size else None)
+        dataset = open_dataset(
+            config.dataset,
+            data_dir=config.data_dir,
+            image_size=tuple(config.image_size) if config.image_size else None,
+        )
     info = dataset.info
     splits = load_splits(dataset, config)
     shape, n_classes = tuple(int(d) for d in splits.train[0].shape[1:]), info.num_classes
@@ -118,15 +129,30 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
     steps = math.ceil(len(splits.train[1]) / global_batch)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
-    augment = augmenter(config.augment, flips_make_sense(info.name, info.class_names, shape[2]),
-                        config.seed)
-    train_ds = make_dataset(*splits.train, n_classes, global_batch, shuffle=True,
-                            seed=config.seed, augment=augment,
-                            repeat=config.steps_per_epoch is not None)
+    augment = augmenter(
+        config.augment, flips_make_sense(info.name, info.class_names, shape[2]), config.seed
+    )
+    train_ds = make_dataset(
+        *splits.train,
+        n_classes,
+        global_batch,
+        shuffle=True,
+        seed=config.seed,
+        augment=augment,
+        repeat=config.steps_per_epoch is not None,
+    )
     val_ds = make_dataset(*splits.val, n_classes, global_batch) if splits.val else None
-    emit("data", name=info.name, shape=shape, classes=n_classes,
-         train=len(splits.train[1]), val=len(splits.val[1]) if splits.val else 0,
-         test=len(splits.test[1]), global_batch=global_batch, steps=steps)
+    emit(
+        "data",
+        name=info.name,
+        shape=shape,
+        classes=n_classes,
+        train=len(splits.train[1]),
+        val=len(splits.val[1]) if splits.val else 0,
+        test=len(splits.test[1]),
+        global_batch=global_batch,
+        steps=steps,
+    )
 
     # Run directory
     run, resuming = _prepare_run(config, run_dir, resume)
@@ -135,10 +161,22 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
     if write:
         run.path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run.config, to_yaml(config))
-        write_json(run.classes, {"class_names": info.class_names, "input_shape": list(shape),
-                                 "dataset": config.dataset, "dataset_source": info.source})
-        run.update_state(created=state.get("created", time.time()), status="running",
-                         dataset=config.dataset, model=config.model, tfvision=__version__)
+        write_json(
+            run.classes,
+            {
+                "class_names": info.class_names,
+                "input_shape": list(shape),
+                "dataset": config.dataset,
+                "dataset_source": info.source,
+            },
+        )
+        run.update_state(
+            created=state.get("created", time.time()),
+            status="running",
+            dataset=config.dataset,
+            model=config.model,
+            tfvision=__version__,
+        )
     emit("run", path=str(run.path), resuming=resuming)
 
     # Model
@@ -150,8 +188,13 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
         model.compile(
             optimizer=make_optimizer(config, steps, placement.replicas),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+            # "ce": cross-entropy without label smoothing, the loss reported for the test split
+            metrics=[
+                keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.CategoricalCrossentropy(name="ce"),
+            ],
             steps_per_execution=config.steps_per_execution,
+            jit_compile=config.xla,
         )
 
     # Train
@@ -162,22 +205,30 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
         if write:
             run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
 
+    best_model = BestModel(run.model, monitor, state.get("best_value"), write, saved)
     callbacks = [
         nan_guard,
         Backup(str(run.backup), nan_guard),
-        BestModel(run.model, monitor, state.get("best_value"), write, saved),
+        best_model,
         keras.callbacks.CSVLogger(str(run.history), append=resuming),
         keras.callbacks.TensorBoard(str(run.logs), write_graph=False, profile_batch=0),
         ProgressEvents(emit, config.epochs, steps),
     ]
     if config.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping,
-                                                       mode="max"))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")
+        )
     start = time.perf_counter()
     try:
-        history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
-                            steps_per_epoch=steps if config.steps_per_epoch else None,
-                            callbacks=callbacks, verbose=0, shuffle=False)
+        history = model.fit(
+            train_ds,
+            epochs=config.epochs,
+            validation_data=val_ds,
+            steps_per_epoch=steps if config.steps_per_epoch else None,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
+        )
     except KeyboardInterrupt:
         if write:
             run.update_state(status="interrupted")
@@ -193,10 +244,19 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
             f"--learning-rate {config.learning_rate / 10:g}",
         )
 
-    # Evaluate the best model on the test split
+    # Evaluate the best epoch's weights (what model.keras holds) on the test split
     epochs_run = len(history.history.get("loss", []))
-    best = load_model(run.model) if run.model.is_file() else model
-    test_metrics = evaluate_arrays(best, *splits.test, batch_size=max(256, global_batch))
+    if best_model.best_weights is not None:
+        model.set_weights(best_model.best_weights)
+    elif run.model.is_file():  # the best epoch was in an earlier session of a resumed run
+        model.load_weights(run.model)
+    test_ds = make_dataset(*splits.test, n_classes, global_batch)
+    scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    test_metrics = {
+        "test_accuracy": round(float(scores["accuracy"]), 6),
+        "test_loss": round(float(scores["ce"]), 6),
+        "test_examples": int(len(splits.test[1])),
+    }
     hist = history.history
     metrics = {
         "dataset": config.dataset,
@@ -207,9 +267,11 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
         "epochs": config.epochs,
         "epochs_this_session": epochs_run,
         "train_seconds": round(train_seconds, 3),
-        "train_images_per_second": round(epochs_run * min(len(splits.train[1]),
-                                                          steps * global_batch) / train_seconds, 1)
-        if train_seconds > 0 and epochs_run else None,
+        "train_images_per_second": round(
+            epochs_run * min(len(splits.train[1]), steps * global_batch) / train_seconds, 1
+        )
+        if train_seconds > 0 and epochs_run
+        else None,
         "global_batch_size": global_batch,
         "replicas": placement.replicas,
         "strategy": placement.kind,
@@ -225,14 +287,3 @@ def train(config: TrainConfig, run_dir: Path | None = None, resume: bool = False
 def _best(values, previous):
     candidates = [float(v) for v in (values or [])] + ([previous] if previous is not None else [])
     return round(max(candidates), 6) if candidates else None
-
-
-def evaluate_arrays(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> dict:
-    """Test accuracy and (unsmoothed) cross-entropy of a model on uint8 arrays."""
-    probs = model.predict(images, batch_size=batch_size, verbose=0)
-    p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
-    return {
-        "test_accuracy": round(float(np.mean(np.argmax(probs, 1) == labels)), 6),
-        "test_loss": round(float(-np.mean(np.log(p_true))), 6),
-        "test_examples": int(len(labels)),
-    }

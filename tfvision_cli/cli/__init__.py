@@ -77,7 +77,7 @@ def _root(
 
 
 def _register() -> None:
-    from tfvision_cli.cli import build, data, models, preprocess, runs, train
+    from tfvision_cli.cli import build, data, evaluate, models, predict, preprocess, runs, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
@@ -85,6 +85,8 @@ def _register() -> None:
     app.command("preprocess")(preprocess.preprocess)
     app.command("build")(build.build)
     app.command("train")(train.train)
+    app.command("evaluate")(evaluate.evaluate)
+    app.command("predict")(predict.predict)
 
 
 _register()

@@ -35,10 +35,18 @@ def build(
     save_model(model, out)
     params = count_params(model)
     if as_json:
-        console.emit_json({"name": name, "path": str(out), "input_shape": list(shape),
-                           "classes": classes, "params": params})
+        console.emit_json(
+            {
+                "name": name,
+                "path": str(out),
+                "input_shape": list(shape),
+                "classes": classes,
+                "params": params,
+            }
+        )
         return
     if not console.is_quiet():
-        console.err.print(console.table(name, ["layer", "type", "output", "#params"],
-                                        layer_rows(model)))
+        console.err.print(
+            console.table(name, ["layer", "type", "output", "#params"], layer_rows(model))
+        )
     console.log(f"[green]saved[/] {out} ({params:,} parameters, input uint8 {shape})")

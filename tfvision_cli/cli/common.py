@@ -11,11 +11,13 @@ def parse_ints(text: str, count: int | tuple[int, ...], option: str) -> tuple[in
     try:
         values = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise UsageError(f"{option} expects integers like {','.join(['28'] * counts[-1])}, "
-                         f"got {text!r}") from None
+        raise UsageError(
+            f"{option} expects integers like {','.join(['28'] * counts[-1])}, got {text!r}"
+        ) from None
     if len(values) not in counts or min(values) < 1:
-        raise UsageError(f"{option} expects {' or '.join(map(str, counts))} positive integers, "
-                         f"got {text!r}")
+        raise UsageError(
+            f"{option} expects {' or '.join(map(str, counts))} positive integers, got {text!r}"
+        )
     return values
 
 

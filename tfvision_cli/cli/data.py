@@ -30,27 +30,58 @@ def list_datasets(data_dir: str | None = DATA_DIR, as_json: bool = JSON) -> None
     rows = []
     for name in builtin_names():  # built-in datasets are small and local: ask them
         info = open_dataset(name).info
-        rows.append({"name": name, "source": "builtin", "image_shape": list(info.image_shape),
-                     "num_classes": info.num_classes, "splits": info.splits, "available": True,
-                     "description": info.description})
+        rows.append(
+            {
+                "name": name,
+                "source": "builtin",
+                "image_shape": list(info.image_shape),
+                "num_classes": info.num_classes,
+                "splits": info.splits,
+                "available": True,
+                "description": info.description,
+            }
+        )
     for name, shape, classes, splits, description in KNOWN_TFDS:
-        rows.append({"name": name, "source": "tfds", "image_shape": list(shape),
-                     "num_classes": classes, "splits": splits,
-                     "available": _prepared(name, data_dir), "description": description})
-    rows.append({"name": "DIR", "source": "folder", "image_shape": None, "num_classes": None,
-                 "splits": None, "available": None,
-                 "description": "DIR/<class>/<images>, or a folder written by `tfvision preprocess`"})
+        rows.append(
+            {
+                "name": name,
+                "source": "tfds",
+                "image_shape": list(shape),
+                "num_classes": classes,
+                "splits": splits,
+                "available": _prepared(name, data_dir),
+                "description": description,
+            }
+        )
+    rows.append(
+        {
+            "name": "DIR",
+            "source": "folder",
+            "image_shape": None,
+            "num_classes": None,
+            "splits": None,
+            "available": None,
+            "description": "DIR/<class>/<images>, or a folder written by `tfvision preprocess`",
+        }
+    )
     if as_json:
         console.emit_json(rows)
         return
     table = console.table(
-        "Datasets", ["name", "shape", "#classes", "#train", "#test", "here", "description"],
-        [[r["name"], "x".join(map(str, r["image_shape"])) if r["image_shape"] else "any",
-          r["num_classes"] or "any",
-          f"{r['splits']['train']:,}" if r["splits"] else "",
-          f"{r['splits']['test']:,}" if r["splits"] and "test" in r["splits"] else "",
-          {True: "yes", False: "no", None: ""}[r["available"]], r["description"]]
-         for r in rows],
+        "Datasets",
+        ["name", "shape", "#classes", "#train", "#test", "here", "description"],
+        [
+            [
+                r["name"],
+                "x".join(map(str, r["image_shape"])) if r["image_shape"] else "any",
+                r["num_classes"] or "any",
+                f"{r['splits']['train']:,}" if r["splits"] else "",
+                f"{r['splits']['test']:,}" if r["splits"] and "test" in r["splits"] else "",
+                {True: "yes", False: "no", None: ""}[r["available"]],
+                r["description"],
+            ]
+            for r in rows
+        ],
         caption="Any other TFDS image-classification dataset works by name "
         "(`tfvision data info NAME`). 'here': prepared in the data directory.",
     )
@@ -89,22 +120,29 @@ def info(
         console.emit_json(d)
         return
     summary = console.table(
-        f"{d['name']}  ({d['source']})", ["field", "value"],
-        [["location", d["location"]],
-         ["splits", ", ".join(f"{k}: {v:,}" for k, v in d["splits"].items())],
-         ["image", f"{'x'.join(map(str, d['image_shape']))} {d['image_dtype']}"],
-         ["classes", d["num_classes"]],
-         ["pixel mean", ", ".join(f"{v:.2f}" for v in d["pixel_stats"]["mean"])],
-         ["pixel std", ", ".join(f"{v:.2f}" for v in d["pixel_stats"]["std"])]],
+        f"{d['name']}  ({d['source']})",
+        ["field", "value"],
+        [
+            ["location", d["location"]],
+            ["splits", ", ".join(f"{k}: {v:,}" for k, v in d["splits"].items())],
+            ["image", f"{'x'.join(map(str, d['image_shape']))} {d['image_dtype']}"],
+            ["classes", d["num_classes"]],
+            ["pixel mean", ", ".join(f"{v:.2f}" for v in d["pixel_stats"]["mean"])],
+            ["pixel std", ", ".join(f"{v:.2f}" for v in d["pixel_stats"]["std"])],
+        ],
         show_header=False,
     )
     console.print_table(summary)
     splits = list(d["class_counts_per_split"])
-    rows = [[i, cname, *(d["class_counts_per_split"][s][i] for s in splits),
-             d["class_counts"][cname]] for i, cname in enumerate(d["class_names"])]
-    console.print_table(console.table("Examples per class",
-                                      ["#label", "class", *(f"#{s}" for s in splits), "#total"],
-                                      rows))
+    rows = [
+        [i, cname, *(d["class_counts_per_split"][s][i] for s in splits), d["class_counts"][cname]]
+        for i, cname in enumerate(d["class_names"])
+    ]
+    console.print_table(
+        console.table(
+            "Examples per class", ["#label", "class", *(f"#{s}" for s in splits), "#total"], rows
+        )
+    )
 
 
 @app.command()
@@ -123,7 +161,11 @@ def preview(
     dataset = open_dataset(name, data_dir=data_dir)
     images, labels = sample(dataset, split, count, seed)
     names = dataset.info.class_names
-    path = image_grid(images, [names[i] for i in labels], out,
-                      suptitle=f"{dataset.info.name} / {split}: {len(images)} samples")
+    path = image_grid(
+        images,
+        [names[i] for i in labels],
+        out,
+        suptitle=f"{dataset.info.name} / {split}: {len(images)} samples",
+    )
     console.log(f"wrote {path}")
     typer.echo(str(path))

@@ -31,15 +31,24 @@ def list_cmd(
     for name in list_models(pattern):
         entry = get_entry(name)
         params = count_params(create_model(name, shape, classes))
-        rows.append({"name": name, "family": entry.family, "params": params,
-                     "description": entry.description})
+        rows.append(
+            {
+                "name": name,
+                "family": entry.family,
+                "params": params,
+                "description": entry.description,
+            }
+        )
     if as_json:
         console.emit_json(rows)
         return
-    console.print_table(console.table(
-        f"Models (params at {input_shape}, {classes} classes)",
-        ["name", "family", "#params", "description"],
-        [[r["name"], r["family"], f"{r['params']:,}", r["description"]] for r in rows]))
+    console.print_table(
+        console.table(
+            f"Models (params at {input_shape}, {classes} classes)",
+            ["name", "family", "#params", "description"],
+            [[r["name"], r["family"], f"{r['params']:,}", r["description"]] for r in rows],
+        )
+    )
 
 
 @app.command()
@@ -58,12 +67,27 @@ def show(
     model = create_model(name, shape, classes)
     params, flops = count_params(model), flops_per_image(model)
     if as_json:
-        console.emit_json({"name": name, "family": entry.family, "input_shape": list(shape),
-                           "classes": classes, "params": params, "flops_per_image": flops,
-                           "layers": [dict(zip(["name", "type", "output_shape", "params"], r,
-                                               strict=True)) for r in layer_rows(model)]})
+        console.emit_json(
+            {
+                "name": name,
+                "family": entry.family,
+                "input_shape": list(shape),
+                "classes": classes,
+                "params": params,
+                "flops_per_image": flops,
+                "layers": [
+                    dict(zip(["name", "type", "output_shape", "params"], r, strict=True))
+                    for r in layer_rows(model)
+                ],
+            }
+        )
         return
-    console.print_table(console.table(f"{name}: {entry.description}",
-                                      ["layer", "type", "output", "#params"], layer_rows(model)))
+    console.print_table(
+        console.table(
+            f"{name}: {entry.description}",
+            ["layer", "type", "output", "#params"],
+            layer_rows(model),
+        )
+    )
     flops_text = f"{flops / 1e6:,.2f} MFLOPs" if flops else "unknown"
     console.out.print(f"params: {params:,}   FLOPs per image: {flops_text}   input: uint8 {shape}")

@@ -19,7 +19,9 @@ def preprocess(
     channels: int | None = typer.Option(
         None, "--channels", min=1, max=3, help="1 or 3 (default: 1 if every image is grey)."
     ),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share held out for validation."),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Share held out for validation."
+    ),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share held out for testing."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stratified split."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
@@ -32,8 +34,17 @@ def preprocess(
     if channels == 2:
         raise UsageError("--channels must be 1 or 3")
     with console.progress("decoding images") as update:
-        result = do_preprocess(src, out, parse_image_size(image_size), channels, val_fraction,
-                               test_fraction, seed, overwrite, on_progress=update)
+        result = do_preprocess(
+            src,
+            out,
+            parse_image_size(image_size),
+            channels,
+            val_fraction,
+            test_fraction,
+            seed,
+            overwrite,
+            on_progress=update,
+        )
     for failure in result.failures:
         console.warn(f"skipped {failure}")
     if as_json:

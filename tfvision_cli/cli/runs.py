@@ -8,8 +8,9 @@ import typer
 
 from tfvision_cli import console
 
-app = typer.Typer(help="Training runs in saved_models/ (or $TFVISION_RUNS_DIR).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Training runs in saved_models/ (or $TFVISION_RUNS_DIR).", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -20,26 +21,45 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="JSON list on st
     rows = []
     for run in list_runs():
         state, metrics = run.read_state(), run.read_metrics()
-        rows.append({"run_dir": str(run.path), "dataset": state.get("dataset"),
-                     "model": state.get("model"), "status": state.get("status"),
-                     "created": state.get("created"),
-                     "test_accuracy": metrics.get("test_accuracy"),
-                     "epochs": metrics.get("epochs"),
-                     "train_seconds": metrics.get("train_seconds")})
+        rows.append(
+            {
+                "run_dir": str(run.path),
+                "dataset": state.get("dataset"),
+                "model": state.get("model"),
+                "status": state.get("status"),
+                "created": state.get("created"),
+                "test_accuracy": metrics.get("test_accuracy"),
+                "epochs": metrics.get("epochs"),
+                "train_seconds": metrics.get("train_seconds"),
+            }
+        )
     if as_json:
         console.emit_json(rows)
         return
     if not rows:
         console.log(f"no runs in {runs_root()}")
         return
-    console.print_table(console.table(
-        f"Runs in {runs_root()}",
-        ["run", "dataset", "model", "status", "created", "#test acc", "#epochs", "#train s"],
-        [[r["run_dir"], r["dataset"], r["model"], r["status"],
-          time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"])) if r["created"] else "",
-          f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "",
-          r["epochs"], f"{r['train_seconds']:.1f}" if r["train_seconds"] else ""]
-         for r in rows]))
+    console.print_table(
+        console.table(
+            f"Runs in {runs_root()}",
+            ["run", "dataset", "model", "status", "created", "#test acc", "#epochs", "#train s"],
+            [
+                [
+                    r["run_dir"],
+                    r["dataset"],
+                    r["model"],
+                    r["status"],
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+                    if r["created"]
+                    else "",
+                    f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "",
+                    r["epochs"],
+                    f"{r['train_seconds']:.1f}" if r["train_seconds"] else "",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 @app.command()
@@ -49,5 +69,11 @@ def show(run: str = typer.Argument("latest", help="Run directory or latest.")) -
     from tfvision_cli.runs import resolve_run
 
     r = resolve_run(run)
-    console.emit_json({"run_dir": str(r.path), "state": r.read_state(),
-                       "config": read_yaml(r.config), "metrics": r.read_metrics()})
+    console.emit_json(
+        {
+            "run_dir": str(r.path),
+            "state": r.read_state(),
+            "config": read_yaml(r.config),
+            "metrics": r.read_metrics(),
+        }
+    )

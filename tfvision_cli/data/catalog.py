@@ -78,8 +78,13 @@ KNOWN_TFDS = [
     ("emnist/digits", (28, 28, 1), 10, {"train": 240000, "test": 40000}, "extended MNIST digits"),
     ("cifar10", (32, 32, 3), 10, {"train": 50000, "test": 10000}, "tiny colour photos"),
     ("cifar100", (32, 32, 3), 100, {"train": 50000, "test": 10000}, "tiny colour photos"),
-    ("svhn_cropped", (32, 32, 3), 10, {"train": 73257, "test": 26032, "extra": 531131},
-     "street view house numbers"),
+    (
+        "svhn_cropped",
+        (32, 32, 3),
+        10,
+        {"train": 73257, "test": 26032, "extra": 531131},
+        "street view house numbers",
+    ),
     ("eurosat/rgb", (64, 64, 3), 10, {"train": 27000}, "Sentinel-2 land use"),
 ]
 
@@ -193,9 +198,11 @@ def sample(dataset: Dataset, split: str, count: int, seed: int = 0):
     if hasattr(dataset, "require_prepared"):
         dataset.require_prepared()
     if split not in dataset.info.splits:
-        raise UsageError(f"{dataset.info.name} has no split {split!r} "
-                         f"(it has {', '.join(dataset.info.splits)})")
+        raise UsageError(
+            f"{dataset.info.name} has no split {split!r} (it has {', '.join(dataset.info.splits)})"
+        )
     images, labels = dataset.arrays(split)
-    idx = np.sort(np.random.default_rng(seed).choice(len(labels), min(count, len(labels)),
-                                                     replace=False))
+    idx = np.sort(
+        np.random.default_rng(seed).choice(len(labels), min(count, len(labels)), replace=False)
+    )
     return images[idx], labels[idx]

@@ -101,8 +101,15 @@ def read_folder(
 class ImageFolderDataset(ArrayDataset):
     """A raw class-per-folder tree, decoded in memory and split like `preprocess` splits."""
 
-    def __init__(self, root: Path, image_size=None, channels=None, val_fraction=0.1,
-                 test_fraction=0.1, seed=0):
+    def __init__(
+        self,
+        root: Path,
+        image_size=None,
+        channels=None,
+        val_fraction=0.1,
+        test_fraction=0.1,
+        seed=0,
+    ):
         decoded = read_folder(root, image_size, channels)
         parts = stratified_split(
             decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed

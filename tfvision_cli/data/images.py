@@ -89,7 +89,9 @@ def list_class_folders(root: Path) -> list[tuple[str, list[Path]]]:
     classes = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(
-            f for f in d.rglob("*") if f.is_file() and is_image_path(f) and not f.name.startswith(".")
+            f
+            for f in d.rglob("*")
+            if f.is_file() and is_image_path(f) and not f.name.startswith(".")
         )
         classes.append((d.name, files))
     return classes

@@ -37,9 +37,17 @@ def augmenter(level: str, allow_flip: bool, seed: int):
     return keras.Sequential(parts, name=f"augment_{level}")
 
 
-def make_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, augment=None, one_hot: bool = True,
-                 repeat: bool = False):
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment=None,
+    one_hot: bool = True,
+    repeat: bool = False,
+):
     """(uint8 images, one-hot float labels) batches; shuffled each epoch when training."""
     tf = import_tf()
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
@@ -49,14 +57,16 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, num_classes: int, batch
         ds = ds.repeat()
     ds = ds.batch(batch_size)
     if augment is not None:
+
         def apply(x, y):
             x = augment(tf.cast(x, tf.float32), training=True)
             return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8), y
 
         ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     if one_hot:
-        ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(
+            lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
+        )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

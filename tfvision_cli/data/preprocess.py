@@ -64,7 +64,9 @@ def preprocess(
     if val_fraction + test_fraction >= 1.0:
         raise UsageError("--val-fraction plus --test-fraction must leave examples for training")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UsageError(f"{out} already exists and is not empty", hint="pass --overwrite to replace it")
+        raise UsageError(
+            f"{out} already exists and is not empty", hint="pass --overwrite to replace it"
+        )
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise UsageError("--out must be outside the source folder")
 
@@ -103,9 +105,7 @@ def preprocess(
         meta.pop("out")
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         root = src.resolve()
-        files = {
-            k: [os.path.relpath(decoded.paths[i], root) for i in v] for k, v in parts.items()
-        }
+        files = {k: [os.path.relpath(decoded.paths[i], root) for i in v] for k, v in parts.items()}
         (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
         _replace_dir(tmp, out)
     except OSError as e:

@@ -151,8 +151,9 @@ class TfdsDataset(Dataset):
         return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
 
 
-def _network_reachable(host: str = "storage.googleapis.com", port: int = 443,
-                       timeout: float = 3.0) -> bool:
+def _network_reachable(
+    host: str = "storage.googleapis.com", port: int = 443, timeout: float = 3.0
+) -> bool:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
         return True
@@ -196,8 +197,12 @@ def _cache_path(builder, split: str, resize_to) -> Path | None:
     files = sorted(p for p in data_dir.glob(f"*-{split}.*") if p.is_file())
     if not files:
         return None
-    key = hashlib.sha1(repr([(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
-                             for p in files] + [resize_to]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(
+        repr(
+            [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+            + [resize_to]
+        ).encode()
+    ).hexdigest()[:16]
     return root / "arrays" / f"{builder.name}-{builder.info.version}-{split}-{key}.npz"
 
 

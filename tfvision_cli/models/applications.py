@@ -5,17 +5,20 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-def _application(builder, name, input_shape, num_classes, pretrained, scale, min_size=32,
-                 **kwargs):
+def _application(builder, name, input_shape, num_classes, pretrained, scale, min_size=32, **kwargs):
     import keras
-    from keras import layers
 
     inputs = image_input(input_shape)
     x = preprocess_stem(inputs, min_size=min_size, channels=3, scale=scale)
     weights = "imagenet" if pretrained else None
     try:
-        backbone = builder(include_top=False, weights=weights, input_shape=tuple(x.shape[1:]),
-                           pooling="avg", **kwargs)
+        backbone = builder(
+            include_top=False,
+            weights=weights,
+            input_shape=tuple(x.shape[1:]),
+            pooling="avg",
+            **kwargs,
+        )
     except ValueError as e:
         raise UsageError(f"{name}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # fetching weights: URLError, HTTPError, OSError, ...
@@ -30,21 +33,40 @@ def _application(builder, name, input_shape, num_classes, pretrained, scale, min
     return keras.Model(inputs, classifier_head(x, num_classes, 0.2), name=name)
 
 
-@register_model("mobilenet_v2", family="mobilenet",
-                description="MobileNetV2 (keras.applications); --pretrained for ImageNet weights")
+@register_model(
+    "mobilenet_v2",
+    family="mobilenet",
+    description="MobileNetV2 (keras.applications); --pretrained for ImageNet weights",
+)
 def mobilenet_v2(input_shape, num_classes, pretrained: bool = False, alpha: float = 1.0):
     import keras
 
     # MobileNetV2 expects inputs in [-1, 1].
-    return _application(keras.applications.MobileNetV2, "mobilenet_v2", input_shape, num_classes,
-                        pretrained, scale="symmetric", alpha=float(alpha))
+    return _application(
+        keras.applications.MobileNetV2,
+        "mobilenet_v2",
+        input_shape,
+        num_classes,
+        pretrained,
+        scale="symmetric",
+        alpha=float(alpha),
+    )
 
 
-@register_model("efficientnet_b0", family="efficientnet",
-                description="EfficientNet-B0 (keras.applications); --pretrained for ImageNet")
+@register_model(
+    "efficientnet_b0",
+    family="efficientnet",
+    description="EfficientNet-B0 (keras.applications); --pretrained for ImageNet",
+)
 def efficientnet_b0(input_shape, num_classes, pretrained: bool = False):
     import keras
 
     # EfficientNet rescales and normalises inside itself: feed it 0..255 floats.
-    return _application(keras.applications.EfficientNetB0, "efficientnet_b0", input_shape,
-                        num_classes, pretrained, scale="raw")
+    return _application(
+        keras.applications.EfficientNetB0,
+        "efficientnet_b0",
+        input_shape,
+        num_classes,
+        pretrained,
+        scale="raw",
+    )

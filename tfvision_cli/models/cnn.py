@@ -4,8 +4,11 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-@register_model("cnn", family="cnn",
-                description="Keras 'Simple MNIST convnet': Conv32-Pool-Conv64-Pool-Dropout-Dense")
+@register_model(
+    "cnn",
+    family="cnn",
+    description="Keras 'Simple MNIST convnet': Conv32-Pool-Conv64-Pool-Dropout-Dense",
+)
 def cnn(input_shape, num_classes, dropout: float = 0.5):
     import keras
     from keras import layers
@@ -20,7 +23,9 @@ def cnn(input_shape, num_classes, dropout: float = 0.5):
     return keras.Model(inputs, classifier_head(x, num_classes, float(dropout)), name="cnn")
 
 
-@register_model("lenet5", family="cnn", description="LeCun et al. 1998: 32x32 input, tanh, avg-pool")
+@register_model(
+    "lenet5", family="cnn", description="LeCun et al. 1998: 32x32 input, tanh, avg-pool"
+)
 def lenet5(input_shape, num_classes):
     import keras
     from keras import layers
@@ -40,14 +45,18 @@ def lenet5(input_shape, num_classes):
 def _conv_bn(x, filters, kernel=3, strides=1, padding="valid", name=None):
     from keras import layers
 
-    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
-                      name=f"{name}_conv")(x)
+    x = layers.Conv2D(
+        filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
+    )(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-@register_model("fastnet", family="cnn",
-                description="tfvision's default: a BatchNorm convnet sized for CPU FLOPs")
+@register_model(
+    "fastnet",
+    family="cnn",
+    description="tfvision's default: a BatchNorm convnet sized for CPU FLOPs",
+)
 def fastnet(input_shape, num_classes, width: int = 32, dropout: float = 0.1):
     """A strided 5x5 stem, then 3x3 convs after downsampling, BatchNorm, global pooling.
 

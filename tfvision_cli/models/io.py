@@ -26,6 +26,9 @@ def save_model(model, path: Path) -> Path:
 
 def load_model(path: Path):
     """Load a .keras file with safe_mode on: no code inside the file ever runs."""
+    from tfvision_cli.tf_import import tf
+
+    tf()
     import keras
 
     import tfvision_cli.models.custom_layers  # noqa: F401  (registers tfvision's layers)

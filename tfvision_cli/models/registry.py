@@ -68,7 +68,10 @@ def get_entry(name: str) -> ModelEntry:
 
 def create_model(name: str, input_shape, num_classes: int, **options):
     """An uncompiled keras.Model that takes uint8 images of input_shape (H, W, C)."""
+    from tfvision_cli.tf_import import tf
+
     entry = get_entry(name)
+    tf()  # TensorFlow first, quietly, before any model module imports Keras
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1 or input_shape[2] not in (1, 3):
         raise UsageError(f"input shape must be H,W,C with C 1 or 3, got {input_shape}")

@@ -9,23 +9,35 @@ def _basic_block(x, filters, strides, name):
 
     reg = regularizers.l2(1e-4)
     shortcut = x
-    y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                      kernel_regularizer=reg, name=f"{name}_conv1")(x)
+    y = layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=reg,
+        name=f"{name}_conv1",
+    )(x)
     y = layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg,
-                      name=f"{name}_conv2")(y)
+    y = layers.Conv2D(
+        filters, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"{name}_conv2"
+    )(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     if strides != 1 or shortcut.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False,
-                                 kernel_regularizer=reg, name=f"{name}_proj")(shortcut)
+        shortcut = layers.Conv2D(
+            filters, 1, strides=strides, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj"
+        )(shortcut)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-@register_model("resnet", family="resnet",
-                description="ResNet-20 for 32x32 images (depth=6n+2: --model-option depth=32)")
+@register_model(
+    "resnet",
+    family="resnet",
+    description="ResNet-20 for 32x32 images (depth=6n+2: --model-option depth=32)",
+)
 def resnet(input_shape, num_classes, depth: int = 20, width: int = 16):
     import keras
     from keras import layers

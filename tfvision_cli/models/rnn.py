@@ -5,8 +5,9 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-@register_model("rnn", family="rnn",
-                description="LSTM (or --model-option cell=gru) over image rows, 128 units")
+@register_model(
+    "rnn", family="rnn", description="LSTM (or --model-option cell=gru) over image rows, 128 units"
+)
 def rnn(input_shape, num_classes, cell: str = "lstm", units: int = 128):
     import keras
     from keras import layers

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 
 def count_params(model) -> int:
-    return int(sum(int(w.shape.num_elements() or 0) if hasattr(w.shape, "num_elements")
-                   else int(_prod(w.shape)) for w in model.weights))
+    return int(
+        sum(
+            int(w.shape.num_elements() or 0)
+            if hasattr(w.shape, "num_elements")
+            else int(_prod(w.shape))
+            for w in model.weights
+        )
+    )
 
 
 def _prod(shape) -> int:
@@ -31,9 +37,13 @@ def flops_per_image(model) -> int | None:
         _, graph_def = convert_variables_to_constants_v2_as_graph(concrete)
         with tf.Graph().as_default() as graph:
             tf.graph_util.import_graph_def(graph_def, name="")
-            opts = option_builder.ProfileOptionBuilder(
-                option_builder.ProfileOptionBuilder.float_operation()
-            ).with_empty_output().build()
+            opts = (
+                option_builder.ProfileOptionBuilder(
+                    option_builder.ProfileOptionBuilder.float_operation()
+                )
+                .with_empty_output()
+                .build()
+            )
             info = model_analyzer.profile(graph=graph, options=opts)
         return int(info.total_float_ops)
     except Exception:  # the profiler does not know every op; FLOPs are then unknown
@@ -48,6 +58,12 @@ def layer_rows(model) -> list[list[str]]:
             shape = str(tuple(layer.output.shape)).replace("None", "batch")
         except (AttributeError, ValueError):
             shape = "?"
-        rows.append([layer.name, type(layer).__name__, shape,
-                     f"{sum(_prod(w.shape) for w in layer.weights):,}"])
+        rows.append(
+            [
+                layer.name,
+                type(layer).__name__,
+                shape,
+                f"{sum(_prod(w.shape) for w in layer.weights):,}",
+            ]
+        )
     return rows

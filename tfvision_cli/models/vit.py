@@ -6,10 +6,19 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-@register_model("vit", family="vit",
-                description="Vision Transformer: 4x4 patches, 4 blocks, dim 64, 4 heads")
-def vit(input_shape, num_classes, patch_size: int = 4, dim: int = 64, depth: int = 4,
-        heads: int = 4, mlp_dim: int = 128, dropout: float = 0.1):
+@register_model(
+    "vit", family="vit", description="Vision Transformer: 4x4 patches, 4 blocks, dim 64, 4 heads"
+)
+def vit(
+    input_shape,
+    num_classes,
+    patch_size: int = 4,
+    dim: int = 64,
+    depth: int = 4,
+    heads: int = 4,
+    mlp_dim: int = 128,
+    dropout: float = 0.1,
+):
     import keras
     from keras import layers
 
@@ -25,8 +34,9 @@ def vit(input_shape, num_classes, patch_size: int = 4, dim: int = 64, depth: int
     x = AddPositionEmbedding(name="position_embedding")(x)
     for i in range(int(depth)):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln1")(x)
-        y = layers.MultiHeadAttention(int(heads), dim // int(heads), dropout=float(dropout),
-                                      name=f"block{i}_attn")(y, y)
+        y = layers.MultiHeadAttention(
+            int(heads), dim // int(heads), dropout=float(dropout), name=f"block{i}_attn"
+        )(y, y)
         x = layers.Add(name=f"block{i}_add1")([x, y])
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln2")(x)
         y = layers.Dense(int(mlp_dim), activation="gelu", name=f"block{i}_mlp1")(y)

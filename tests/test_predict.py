@@ -1,0 +1,107 @@
+"""`tfvision predict`: files, folders, stdin; NDJSON in input order; errors per input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_image
+
+
+@pytest.fixture(scope="module")
+def mnist_test_images(tmp_path_factory, mnist_run):
+    """The first 300 MNIST test images as PNGs, and as RGB JPEGs at 3x size."""
+    from tests.conftest import MNIST_DIR
+    from tfvision_cli.data.catalog import open_dataset
+
+    x, y = open_dataset("mnist", data_dir=MNIST_DIR).arrays("test")
+    root = tmp_path_factory.mktemp("mnist-files")
+    png, jpg = root / "png", root / "jpg big"
+    from PIL import Image
+
+    for i in range(300):
+        write_image(png / f"{i:04d}_{y[i]}.png", x[i, :, :, 0])
+        big = Image.fromarray(x[i, :, :, 0]).convert("RGB").resize((84, 84), Image.BICUBIC)
+        jpg.mkdir(parents=True, exist_ok=True)
+        big.save(jpg / f"{i:04d}_{y[i]}.jpg", quality=90)
+    return png, jpg, y[:300]
+
+
+def _lines(stdout):
+    return [json.loads(line) for line in stdout.strip().splitlines()]
+
+
+def _accuracy(results, labels):
+    return float(np.mean([r["label"] == int(t) for r, t in zip(results, labels, strict=True)]))
+
+
+def test_folder_predictions_are_ndjson_in_order(cli, mnist_run, mnist_test_images):
+    png, _, labels = mnist_test_images
+    r = cli("predict", mnist_run, png, "--top-k", "3")
+    assert r.exit_code == 0, r.stderr
+    results = _lines(r.stdout)
+    assert [res["path"] for res in results] == sorted(str(p) for p in png.glob("*.png"))
+    first = results[0]
+    assert set(first) == {"path", "label", "class_name", "confidence", "top_k"}
+    assert len(first["top_k"]) == 3 and first["top_k"][0]["label"] == first["label"]
+    assert first["class_name"] == str(first["label"])
+    assert _accuracy(results, labels) > 0.9
+    assert "images/s" in r.stderr
+
+
+def test_big_rgb_jpegs_classify_like_the_originals(cli, mnist_run, mnist_test_images):
+    png, jpg, labels = mnist_test_images
+    a = _accuracy(_lines(cli("predict", mnist_run, png).stdout), labels)
+    b = _accuracy(_lines(cli("predict", mnist_run, jpg).stdout), labels)
+    assert abs(a - b) <= 0.01, (a, b)
+
+
+def test_stdin_with_a_corrupt_file_reports_it_and_exits_1(mnist_run, mnist_test_images, tmp_path):
+    png, _, _ = mnist_test_images
+    files = sorted(png.glob("*.png"))[:20]
+    bad = tmp_path / "bad dir é" / "corrupt.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    paths = [str(p) for p in files[:10]] + [str(bad)] + [str(p) for p in files[10:]]
+    find = subprocess.run(
+        ["find", str(png), str(bad.parent), "-name", "*.png"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert len(find.stdout.splitlines()) == 301
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", "predict", str(mnist_run), "-", "--batch-size", "7"],
+        input="\n".join(paths) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 1
+    results = _lines(r.stdout)
+    assert [res["path"] for res in results] == paths
+    assert set(results[10]) == {"path", "error"}
+    assert all("label" in res for i, res in enumerate(results) if i != 10)
+    assert "\x1b[" not in r.stdout  # no colour codes when piped
+
+
+def test_find_pipeline_prints_one_line_per_file(mnist_run, mnist_test_images):
+    png, _, _ = mnist_test_images
+    r = subprocess.run(
+        f"find '{png}' -name '*.png' | {sys.executable} -m tfvision_cli predict '{mnist_run}' -",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 300
+
+
+def test_missing_file_is_an_error_line_not_a_crash(cli, mnist_run, tmp_path):
+    r = cli("predict", mnist_run, str(tmp_path / "nope.png"), "--json")
+    assert r.exit_code == 1
+    (res,) = _lines(r.stdout)
+    assert res["path"].endswith("nope.png") and "error" in res

@@ -1,0 +1,103 @@
+"""`tfvision evaluate MODEL [--dataset NAME|DIR] [--split test]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tfvision_cli import console
+
+
+def evaluate(
+    model: str = typer.Argument("latest", help="Run directory, latest, .keras or an export."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", help="Dataset name or folder (default: the model's own)."
+    ),
+    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="TFDS data directory."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch."),
+    plots: Path | None = typer.Option(
+        None, "--plots", help="Folder for the pictures (default: the run directory)."
+    ),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write no pictures."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+) -> None:
+    """Accuracy, per-class precision/recall/F1, confusion matrix, and pictures of the mistakes."""
+    from tfvision_cli.evaluate import evaluate as do_evaluate
+    from tfvision_cli.evaluate import write_plots
+    from tfvision_cli.predictor import load_predictor
+    from tfvision_cli.runs import RunDir
+
+    predictor = load_predictor(model)
+    result = do_evaluate(predictor, dataset, split, data_dir, batch_size)
+    report = result.report
+    out_dir = plots or predictor.run_dir
+    if not no_plots and out_dir is not None:
+        history = RunDir(predictor.run_dir).history if predictor.run_dir else None
+        report["plots"] = [str(p) for p in write_plots(result, Path(out_dir), history)]
+    if as_json:
+        console.emit_json(report)
+        return
+    _print_report(report)
+
+
+def _print_report(r: dict) -> None:
+    names = r["class_names"]
+    head = [
+        ["model", f"{r['model']} ({r['format']})"],
+        ["data", f"{r['dataset']} / {r['split']}"],
+        ["examples", f"{r['num_examples']:,}"],
+        ["accuracy", f"{r['accuracy']:.4f}"],
+    ]
+    if "top5_accuracy" in r:
+        head.append(["top-5 accuracy", f"{r['top5_accuracy']:.4f}"])
+    if r.get("loss") is not None:
+        head.append(["loss", f"{r['loss']:.4f}"])
+    console.print_table(console.table("Evaluation", ["", ""], head, show_header=False))
+    rows = [
+        [
+            c["class"],
+            f"{c['precision']:.4f}",
+            f"{c['recall']:.4f}",
+            f"{c['f1']:.4f}",
+            f"{c['support']:,}",
+        ]
+        for c in r["per_class"]
+    ]
+    for label, avg in (("macro avg", r["macro_avg"]), ("weighted avg", r["weighted_avg"])):
+        rows.append(
+            [
+                label,
+                f"{avg['precision']:.4f}",
+                f"{avg['recall']:.4f}",
+                f"{avg['f1']:.4f}",
+                f"{avg['support']:,}",
+            ]
+        )
+    console.print_table(
+        console.table("Per class", ["class", "#precision", "#recall", "#f1", "#support"], rows)
+    )
+    if len(names) <= 20:
+        cm = r["confusion_matrix"]
+        t = console.table(
+            "Confusion matrix (rows: true, columns: predicted)",
+            ["true", *(f"#{n}" for n in names)],
+            [],
+        )
+        for i, row in enumerate(cm):
+            t.add_row(
+                names[i],
+                *(
+                    f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]·[/]")
+                    for j, v in enumerate(row)
+                ),
+            )
+        console.print_table(t)
+    if r["top_confusions"]:
+        worst = ", ".join(
+            f"{c['true']} → {c['predicted']} ({c['count']})" for c in r["top_confusions"]
+        )
+        console.out.print(f"largest confusions: {worst}")
+    for p in r.get("plots", []):
+        console.log(f"wrote {p}")

@@ -1,0 +1,59 @@
+"""`tfvision predict MODEL INPUT...`."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+
+from tfvision_cli import console
+
+
+def predict(
+    model: str = typer.Argument(..., help="Run directory, latest, .keras or an export."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files, folders (recursive), or - for paths on stdin, one per line."
+    ),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Classes listed per image."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    as_json: bool = typer.Option(False, "--json", help="NDJSON even on a terminal."),
+) -> None:
+    """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
+    from tfvision_cli.predict import iter_paths, predict_paths
+    from tfvision_cli.predictor import load_predictor
+
+    predictor = load_predictor(model)
+    ndjson = as_json or not console.stdout_is_terminal()
+    results = predict_paths(predictor, iter_paths(inputs, sys.stdin), batch_size, top_k)
+    start, done, failed, rows = time.perf_counter(), 0, 0, []
+    for r in results:
+        done += 1
+        failed += "error" in r
+        if ndjson:
+            console.emit_ndjson(r)
+        else:
+            rows.append(
+                [
+                    r["path"],
+                    r.get("class_name", ""),
+                    f"{r['confidence']:.4f}" if "confidence" in r else "",
+                    r.get("error")
+                    or ", ".join(
+                        f"{t['class_name']} {t['probability']:.3f}" for t in r["top_k"][1:]
+                    ),
+                ]
+            )
+    seconds = time.perf_counter() - start
+    if rows:
+        console.print_table(
+            console.table("Predictions", ["path", "class", "#confidence", "next / error"], rows)
+        )
+    if done == 0:
+        console.warn("no images found in the inputs")
+    console.log(
+        f"{done - failed:,} predicted, {failed:,} failed in {seconds:.2f} s "
+        f"({(done - failed) / seconds if seconds > 0 else 0:,.0f} images/s)"
+    )
+    if failed:
+        raise typer.Exit(1)

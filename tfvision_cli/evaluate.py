@@ -1,0 +1,178 @@
+"""Classification metrics, the evaluation of a model on a dataset split, and its pictures."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfvision_cli.errors import UsageError
+
+
+def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
+    """Accuracy, top-5, loss, per-class precision/recall/F1/support, averages, confusion matrix."""
+    n_classes = len(class_names)
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = probs.argmax(1)
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)  # rows: true class
+    np.add.at(cm, (y_true, y_pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    total = max(int(support.sum()), 1)
+    p_true = np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)
+    report = {
+        "num_examples": int(len(y_true)),
+        "accuracy": float(tp.sum() / total),
+        "loss": float(-np.mean(np.log(p_true))) if len(y_true) else None,
+        "per_class": [
+            {
+                "class": class_names[i],
+                "label": i,
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i in range(n_classes)
+        ],
+        "macro_avg": {
+            "precision": float(precision.mean()),
+            "recall": float(recall.mean()),
+            "f1": float(f1.mean()),
+            "support": int(support.sum()),
+        },
+        "weighted_avg": {
+            k: float(np.sum(v * support) / total)
+            for k, v in (("precision", precision), ("recall", recall), ("f1", f1))
+        }
+        | {"support": int(support.sum())},
+        "confusion_matrix": cm.tolist(),
+        "class_names": list(class_names),
+    }
+    if n_classes > 5:
+        top5 = np.argsort(-probs, axis=1)[:, :5]
+        report["top5_accuracy"] = float(np.mean(np.any(top5 == y_true[:, None], axis=1)))
+    report["top_confusions"] = top_confusions(cm, class_names)
+    return report
+
+
+def top_confusions(cm: np.ndarray, class_names: list[str], k: int = 5) -> list[dict]:
+    """The k largest off-diagonal cells: which true class is taken for which."""
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None)[:k]
+    out = []
+    for flat in order:
+        t, p = np.unravel_index(flat, cm.shape)
+        if off[t, p] == 0:
+            break
+        out.append(
+            {
+                "true": class_names[t],
+                "predicted": class_names[p],
+                "count": int(off[t, p]),
+                "share_of_true": float(off[t, p] / max(cm[t].sum(), 1)),
+            }
+        )
+    return out
+
+
+@dataclass
+class Evaluation:
+    report: dict
+    images: np.ndarray
+    labels: np.ndarray
+    probs: np.ndarray
+
+
+def evaluate(
+    predictor,
+    dataset: str | None = None,
+    split: str = "test",
+    data_dir: str | None = None,
+    batch_size: int = 256,
+) -> Evaluation:
+    """Run a model over a dataset split (default: the one it was trained on)."""
+    from tfvision_cli.data.catalog import open_dataset
+
+    name = dataset or predictor.dataset
+    if not name:
+        raise UsageError("this model does not say which dataset it was trained on: pass --dataset")
+    h, w, c = predictor.input_shape
+    data = open_dataset(name, data_dir=data_dir or predictor.data_dir, image_size=(h, w))
+    info = data.info
+    if hasattr(data, "require_prepared"):
+        data.require_prepared()
+    if split not in info.splits:
+        raise UsageError(
+            f"dataset {info.name} has no split {split!r} (it has {', '.join(info.splits)})"
+        )
+    images, labels = data.arrays(split)
+    if images.shape[1:] != (h, w, c):
+        if images.shape[-1] != c:
+            raise UsageError(
+                f"the model takes {c}-channel images but {info.name} has "
+                f"{images.shape[-1]} channels"
+            )
+        raise UsageError(
+            f"the model takes {h}x{w} images but {info.name} has "
+            f"{images.shape[1]}x{images.shape[2]}"
+        )
+    if info.num_classes != len(predictor.class_names):
+        raise UsageError(
+            f"the model has {len(predictor.class_names)} classes but {info.name} has "
+            f"{info.num_classes}"
+        )
+    probs = predictor.predict(images, batch_size=batch_size)
+    report = classification_report(labels, probs, info.class_names)
+    report.update(
+        {"model": str(predictor.path), "format": predictor.format, "dataset": name, "split": split}
+    )
+    return Evaluation(report, images, labels, probs)
+
+
+def write_plots(evaluation: Evaluation, out_dir: Path, history: Path | None = None) -> list[Path]:
+    """Normalised confusion matrix, most confidently wrong images, training curves."""
+    from tfvision_cli import plots
+
+    r = evaluation.report
+    written = [
+        plots.confusion_matrix(
+            np.asarray(r["confusion_matrix"]),
+            r["class_names"],
+            out_dir / "confusion_matrix.png",
+            title=f"{r['dataset']} / {r['split']}: accuracy {r['accuracy']:.4f}",
+        )
+    ]
+    pred = evaluation.probs.argmax(1)
+    wrong = np.flatnonzero(pred != evaluation.labels)
+    if len(wrong):
+        conf = evaluation.probs[wrong, pred[wrong]]
+        worst = wrong[np.argsort(-conf)[:24]]
+        names = r["class_names"]
+        titles = [
+            f"true {names[evaluation.labels[i]]}\npred {names[pred[i]]} "
+            f"{evaluation.probs[i, pred[i]]:.0%}"
+            for i in worst
+        ]
+        written.append(
+            plots.image_grid(
+                evaluation.images[worst],
+                titles,
+                out_dir / "confident_mistakes.png",
+                suptitle=f"Most confidently wrong: {len(wrong)} of {r['num_examples']} wrong",
+                title_colors=["#b00020"] * len(worst),
+            )
+        )
+    if history is not None and history.is_file():
+        rows = list(csv.DictReader(history.open()))
+        if rows:
+            written.append(plots.training_curves(rows, out_dir / "training_curves.png"))
+    return written

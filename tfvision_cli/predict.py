@@ -1,0 +1,80 @@
+"""Predicting image files in a stream: bounded memory, input order, one result per input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from tfvision_cli.data.images import ImageReadError, is_image_path, read_image
+
+
+def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
+    """Files as given, directories searched recursively (sorted), `-`: one path per stdin line."""
+    for item in inputs:
+        if item == "-":
+            for line in stdin:
+                line = line.rstrip("\r\n")
+                if line:
+                    yield line
+        elif os.path.isdir(item):
+            for root, dirs, files in os.walk(item):
+                dirs.sort()
+                for f in sorted(files):
+                    if is_image_path(f) and not f.startswith("."):
+                        yield os.path.join(root, f)
+        else:
+            yield item
+
+
+def predict_paths(
+    predictor, paths: Iterable[str], batch_size: int = 64, top_k: int = 5
+) -> Iterator[dict]:
+    """One result per path, in input order: {path, label, class_name, confidence, top_k}
+    or {path, error}. At most batch_size decoded images are held at a time."""
+    h, w, c = predictor.input_shape
+    pending: list[tuple[str, np.ndarray | None, str | None]] = []
+    for path in paths:
+        try:
+            pending.append((path, read_image(path, (h, w), c), None))
+        except ImageReadError as e:
+            pending.append((path, None, str(e)))
+        if len(pending) >= batch_size:
+            yield from _flush(predictor, pending, top_k)
+            pending = []
+    if pending:
+        yield from _flush(predictor, pending, top_k)
+
+
+def _flush(predictor, pending, top_k: int) -> Iterator[dict]:
+    good = [a for _, a, _ in pending if a is not None]
+    probs = predictor.predict(np.stack(good), batch_size=len(good)) if good else None
+    names = predictor.class_names
+    k = max(1, min(top_k, len(names)))
+    i = 0
+    for path, array, error in pending:
+        if array is None:
+            yield {"path": path, "error": _reason(path, error)}
+            continue
+        p = probs[i]
+        i += 1
+        order = np.argsort(-p)[:k]
+        yield {
+            "path": path,
+            "label": int(order[0]),
+            "class_name": names[order[0]],
+            "confidence": round(float(p[order[0]]), 6),
+            "top_k": [
+                {"class_name": names[j], "label": int(j), "probability": round(float(p[j]), 6)}
+                for j in order
+            ],
+        }
+
+
+def _reason(path: str, error: str | None) -> str:
+    """The error without the path repeated in front of it."""
+    prefix = f"{Path(path)}: "
+    return error[len(prefix) :] if error and error.startswith(prefix) else (error or "unreadable")

@@ -70,10 +70,16 @@ def load_predictor(spec: str) -> Predictor:
             meta = json.loads(RunDir(run_dir).classes.read_text())
             meta["dataset"] = _read_config(RunDir(run_dir)).get("dataset")
         return _keras_predictor(path, meta.get("class_names"), meta.get("dataset"), run_dir, None)
-    if path.exists():
+    if path.suffix in (".tflite", ".onnx") or (path / "saved_model.pb").is_file():
         from tfvision_cli.export import load_exported
 
         return load_exported(path)
+    if path.exists():
+        raise UsageError(
+            f"{spec} is not a model",
+            hint="give a run directory (with config.yaml), `latest`, a .keras file, a SavedModel "
+            "directory, a .tflite or an .onnx file",
+        )
     raise UsageError(
         f"model {spec} does not exist",
         hint="give a run directory, `latest`, a .keras file or an exported model",

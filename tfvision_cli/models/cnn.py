@@ -48,7 +48,8 @@ def _conv_bn(x, filters, kernel=3, strides=1, padding="valid", name=None):
     x = layers.Conv2D(
         filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv"
     )(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    # momentum 0.9: moving statistics that keep up with short, high-learning-rate runs
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

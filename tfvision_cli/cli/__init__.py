@@ -77,7 +77,17 @@ def _root(
 
 
 def _register() -> None:
-    from tfvision_cli.cli import build, data, evaluate, models, predict, preprocess, runs, train
+    from tfvision_cli.cli import (
+        build,
+        data,
+        evaluate,
+        export,
+        models,
+        predict,
+        preprocess,
+        runs,
+        train,
+    )
 
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
@@ -87,6 +97,8 @@ def _register() -> None:
     app.command("train")(train.train)
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)
+    app.command("export")(export.export)
+    app.command("benchmark")(export.benchmark)
 
 
 _register()

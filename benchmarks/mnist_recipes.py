@@ -1,0 +1,182 @@
+"""Side-by-side MNIST benchmark: the published Keras example against tfvision's recipes.
+
+    TFDS_DATA_DIR=... python benchmarks/mnist_recipes.py --seeds 0 1 2 [--write]
+
+Runs each recipe as a whole command (TensorFlow import, data, model build, training, test
+evaluation), alternating recipes within each seed so that machine drift hits all alike, and
+reports medians over seeds of test accuracy, wall time, training images/s and peak RSS, with the
+ratios to the reference. --write stores the table in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+RECIPES = {
+    "reference (Keras example)": lambda seed, d: [
+        PY,
+        str(HERE / "reference_keras_mnist.py"),
+        str(seed),
+    ],
+    "tfvision train mnist": lambda seed, d: [
+        PY,
+        "-m",
+        "tfvision_cli",
+        "train",
+        "mnist",
+        "--seed",
+        str(seed),
+        "--run-dir",
+        d,
+        "--json",
+    ],
+    "tfvision --preset fast": lambda seed, d: [
+        PY,
+        "-m",
+        "tfvision_cli",
+        "train",
+        "mnist",
+        "--preset",
+        "fast",
+        "--seed",
+        str(seed),
+        "--run-dir",
+        d,
+        "--json",
+    ],
+    "tfvision, reference settings": lambda seed, d: [
+        PY,
+        "-m",
+        "tfvision_cli",
+        "train",
+        "mnist",
+        "--model",
+        "cnn",
+        "--optimizer",
+        "adam",
+        "--batch-size",
+        "128",
+        "--epochs",
+        "15",
+        "--validation-split",
+        "0.1",
+        "--schedule",
+        "constant",
+        "--learning-rate",
+        "0.001",
+        "--warmup-epochs",
+        "0",
+        "--label-smoothing",
+        "0",
+        "--seed",
+        str(seed),
+        "--run-dir",
+        d,
+        "--json",
+    ],
+}
+
+
+def run(cmd: list[str]) -> dict:
+    """Wall time and peak RSS of the whole command (GNU time), and what it printed."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
+        start = time.perf_counter()
+        p = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", t.name, *cmd], capture_output=True, text=True
+        )
+        wall = time.perf_counter() - start
+        if p.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
+        rss_kb = int(t.read().strip().splitlines()[-1])
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    m = out.get("metrics", out)
+    return {
+        "test_accuracy": m["test_accuracy"],
+        "wall_seconds": wall,
+        "train_images_per_second": m["train_images_per_second"],
+        "peak_rss_gb": rss_kb / 1024**2,
+    }
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    import importlib.metadata as md
+
+    versions = ", ".join(
+        f"{p} {md.version(p)}" for p in ("tensorflow", "keras", "tensorflow-datasets", "numpy")
+    )
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {versions}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--write", action="store_true", help="store the table in RESULTS.md")
+    args = ap.parse_args()
+    results: dict[str, list[dict]] = {r: [] for r in args.recipes}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for name in args.recipes:
+                r = run(RECIPES[name](seed, f"{tmp}/{len(results[name])}-{seed}-{hash(name)}"))
+                results[name].append(r)
+                print(f"seed {seed} {name}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
+    ref = med.get("reference (Keras example)")
+    lines = [
+        f"Machine: {machine()}.",
+        f"Medians over seeds {args.seeds}; whole-command wall "
+        "time (TensorFlow import, data, build, training, test evaluation).",
+        "",
+        "| recipe | test accuracy | wall s | train images/s | peak RSS GB | wall vs ref "
+        "| images/s vs ref |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in med.items():
+        wall_ratio = f"{m['wall_seconds'] / ref['wall_seconds']:.2f}x" if ref else ""
+        ips_ratio = (
+            f"{m['train_images_per_second'] / ref['train_images_per_second']:.2f}x" if ref else ""
+        )
+        lines.append(
+            f"| {name} | {m['test_accuracy']:.4f} | {m['wall_seconds']:.1f} | "
+            f"{m['train_images_per_second']:,.0f} | {m['peak_rss_gb']:.2f} | "
+            f"{wall_ratio} | {ips_ratio} |"
+        )
+    lines += ["", "Per run:", ""] + [
+        f"- {n}: "
+        + "; ".join(f"acc {r['test_accuracy']:.4f}, {r['wall_seconds']:.1f} s" for r in rs)
+        for n, rs in results.items()
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        (HERE / "RESULTS.md").write_text(
+            "# MNIST recipes: latest results\n\nMade by "
+            "`python benchmarks/mnist_recipes.py --write`.\n\n" + table + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""`tfvision export MODEL --format ...` and `tfvision benchmark MODEL`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tfvision_cli import console
+
+
+def export(
+    model: str = typer.Argument("latest", help="Run directory, latest or a .keras file."),
+    fmt: str = typer.Option(..., "--format", "-f", help="savedmodel, keras, tflite or onnx."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for the export (default: <run>/exports/<format>[-<quantize>]).",
+    ),
+    quantize: str = typer.Option(
+        "none",
+        "--quantize",
+        help="tflite: none, float16, dynamic, int8 (calibrated on 300 training images).",
+    ),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the parity gate."),
+    min_agreement: float | None = typer.Option(
+        None, "--min-agreement", help="Top-1 agreement needed (default 0.999; int8 0.99)."
+    ),
+    examples: int = typer.Option(1000, "--examples", min=1, help="Held-out images to compare."),
+    as_json: bool = typer.Option(False, "--json", help="The metadata as JSON on stdout."),
+) -> None:
+    """Export a trained model and prove it predicts like the Keras model (the parity gate)."""
+    from tfvision_cli.export import check_options
+    from tfvision_cli.export import export as do_export
+    from tfvision_cli.predictor import load_predictor
+
+    check_options(fmt, quantize)
+    if not verify:
+        console.warn("--no-verify: the export is NOT checked against the Keras model")
+    source = load_predictor(model)
+    result = do_export(source, fmt, out, quantize, verify, min_agreement, examples)
+    if as_json:
+        console.emit_json({"path": str(result.path), **result.metadata})
+        return
+    p = result.metadata["parity"]
+    if p["verified"]:
+        console.log(
+            f"parity: {p['agreement']:.2%} top-1 agreement on {p['examples']} held-out images, "
+            f"max |Δp| {p['max_abs_diff']:.2g}; accuracy keras {p['keras_accuracy']:.4f}, "
+            f"{fmt} {p['export_accuracy']:.4f}"
+        )
+    console.log(f"[green]exported[/] {result.path} ({result.metadata['size_bytes'] / 1e6:.2f} MB)")
+    typer.echo(str(result.path))
+
+
+def benchmark(
+    model: str = typer.Argument("latest", help="Run directory, latest or a .keras file."),
+    formats: str = typer.Option(
+        "keras,savedmodel,tflite,tflite-int8,onnx",
+        "--formats",
+        help="Comma-separated: keras, savedmodel, tflite[-float16|-dynamic|-int8], onnx.",
+    ),
+    runs: int = typer.Option(100, "--runs", min=5, help="Timed batch-1 runs per format."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs first."),
+    batch: int = typer.Option(256, "--batch", min=1, help="Batch size for throughput."),
+    as_json: bool = typer.Option(False, "--json", help="JSON list on stdout."),
+) -> None:
+    """Export to each format (or reuse the exports) and compare size, accuracy and speed."""
+    from tfvision_cli.benchmark import benchmark as do_benchmark
+    from tfvision_cli.benchmark import parse_variants
+    from tfvision_cli.predictor import load_predictor
+
+    variants = parse_variants(formats)
+    source = load_predictor(model)
+    rows = do_benchmark(
+        source,
+        variants,
+        runs,
+        warmup,
+        batch,
+        on_progress=lambda v: console.log(f"measuring {v} ..."),
+    )
+    if as_json:
+        console.emit_json(rows)
+        return
+    console.print_table(
+        console.table(
+            f"Benchmark: {source.path} (test split, {rows[0]['latency_runs']} timed batch-1 runs, "
+            f"{warmup} warm-up)",
+            ["format", "#size MB", "#accuracy", "#p50 ms", "#p95 ms", f"#images/s @{batch}"],
+            [
+                [
+                    r["variant"],
+                    f"{r['size_bytes'] / 1e6:.2f}",
+                    f"{r['accuracy']:.4f}",
+                    f"{r['latency_ms_p50']:.3f}",
+                    f"{r['latency_ms_p95']:.3f}",
+                    f"{r['throughput_images_per_s']:,.0f}",
+                ]
+                for r in rows
+            ],
+        )
+    )

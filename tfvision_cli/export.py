@@ -168,6 +168,8 @@ def write_artifact(
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
+    # Keras exports need a model that has been called once (a freshly loaded one has not).
+    model(np.zeros((1, *model.inputs[0].shape[1:]), dtype=np.uint8), training=False)
     if fmt == "keras":
         from tfvision_cli.models.io import save_model
 

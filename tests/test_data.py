@@ -143,3 +143,9 @@ def test_preprocess_rejects_unusable_folders(cli, tmp_path, layout):
     assert r.exit_code == 2
     assert ("single class" if layout == "one-class" else "no class folders") in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_info_reads_a_raw_class_folder(cli, image_folder):
+    d = cli("data", "info", str(image_folder), "--json").json()
+    assert d["source"] == "folder" and d["class_names"] == ["circle", "square", "stripes"]
+    assert sum(d["splits"].values()) == 36  # 39 files, 3 unreadable

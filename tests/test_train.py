@@ -311,3 +311,36 @@ def test_default_recipe_reaches_99_percent_on_mnist(cli, mnist):
     """`tfvision train mnist` with no other option: the headline promise."""
     _, m = _train(cli, "mnist")
     assert m["test_accuracy"] >= 0.99, m
+
+
+def test_presets_are_settings_that_flags_override():
+    from tfvision_cli.config import resolve
+
+    fast = resolve(None, None, {"preset": "fast"})
+    assert fast.model == "fastnet" and fast.model_options == {"width": 16} and fast.epochs == 2
+    assert resolve(None, None, {"preset": "fast", "epochs": 3}).epochs == 3
+    ref = resolve(None, None, {"preset": "keras-example"})
+    assert (ref.model, ref.epochs, ref.batch_size, ref.schedule) == ("cnn", 15, 128, "constant")
+
+
+def test_learning_rate_schedules_shape():
+    from tfvision_cli.config import resolve
+    from tfvision_cli.optim import learning_rate
+
+    steps = 100
+    one_cycle = learning_rate(resolve(None, None, {"epochs": 4}), steps)
+    lrs = [float(one_cycle(s)) for s in (0, 99, 100, 399)]
+    assert lrs[0] == pytest.approx(3e-3 / 25)  # starts at peak/25
+    assert lrs[2] == pytest.approx(3e-3, rel=1e-3)  # peak after 25% of training
+    assert lrs[3] < 1e-5  # annealed
+    cosine = learning_rate(
+        resolve(None, None, {"schedule": "cosine", "warmup_epochs": 0, "epochs": 2}), steps
+    )
+    assert float(cosine(0)) == pytest.approx(3e-3) and float(cosine(199)) < 1e-6
+    assert learning_rate(
+        resolve(None, None, {"schedule": "constant", "warmup_epochs": 0}), steps
+    ) == pytest.approx(3e-3)
+    # linear scaling with replicas
+    assert learning_rate(
+        resolve(None, None, {"schedule": "constant", "warmup_epochs": 0}), steps, replicas=2
+    ) == pytest.approx(6e-3)

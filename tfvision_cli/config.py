@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,11 @@ class TrainConfig:
                 raise UsageError(message)
 
         check(
-            isinstance(self.epochs, int) and self.epochs >= 1,
+            _integer(self.epochs) and self.epochs >= 1,
             f"epochs must be a positive integer, got {self.epochs!r}",
         )
         check(
-            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            _integer(self.batch_size) and self.batch_size >= 1,
             f"batch size must be a positive integer, got {self.batch_size!r}",
         )
         check(
@@ -79,16 +80,16 @@ class TrainConfig:
             f"warmup epochs must be >= 0, got {self.warmup_epochs!r}",
         )
         check(
-            isinstance(self.early_stopping, int) and self.early_stopping >= 0,
+            _integer(self.early_stopping) and self.early_stopping >= 0,
             f"early stopping patience must be >= 0, got {self.early_stopping!r}",
         )
         check(
             self.steps_per_epoch is None
-            or (isinstance(self.steps_per_epoch, int) and self.steps_per_epoch >= 1),
+            or (_integer(self.steps_per_epoch) and self.steps_per_epoch >= 1),
             f"steps per epoch must be a positive integer, got {self.steps_per_epoch!r}",
         )
         check(
-            isinstance(self.steps_per_execution, int) and self.steps_per_execution >= 1,
+            _integer(self.steps_per_execution) and self.steps_per_execution >= 1,
             f"steps per execution must be >= 1, got {self.steps_per_execution!r}",
         )
         for name, value, allowed in (
@@ -114,6 +115,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    """A real, finite number (bools are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # Named recipes: settings like any other, applied before --config and flags.

@@ -1,0 +1,122 @@
+"""Untrusted input: .keras files with code, random bytes as images, random config files."""
+
+import string
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tfvision_cli.config import read_yaml, resolve
+from tfvision_cli.data.images import ImageReadError, read_image
+from tfvision_cli.errors import TfvisionError, UsageError
+
+# tmp_path is shared by the examples of one test: each example overwrites its own file.
+TMP_OK = [HealthCheck.function_scoped_fixture]
+
+
+def test_a_keras_file_with_a_lambda_layer_is_refused(cli, tmp_path):
+    import keras
+
+    marker = tmp_path / "code-ran"
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "evil.keras"
+    keras.Model(inputs, outputs).save(path)
+    r = cli("evaluate", str(path), "--dataset", "digits")
+    assert r.exit_code == 1
+    assert "Lambda" in r.stderr and "refused" in r.stderr
+    assert not marker.exists()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=2048), ext=st.sampled_from([".png", ".jpg", ".gif", ".bmp"]))
+def test_random_bytes_never_crash_the_image_reader(tmp_path, data, ext):
+    p = tmp_path / f"fuzz{ext}"
+    p.write_bytes(data)
+    try:
+        a = read_image(p, (8, 8), 1)
+    except ImageReadError as e:
+        assert str(p) in str(e)
+    else:
+        assert a.shape == (8, 8, 1) and a.dtype == np.uint8
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    mode=st.sampled_from(["L", "RGB", "RGBA", "P", "I;16", "1", "CMYK"]),
+    channels=st.sampled_from([1, 3]),
+    fmt=st.sampled_from(["PNG", "GIF", "BMP", "JPEG"]),
+)
+def test_valid_but_odd_images_convert(tmp_path, h, w, mode, channels, fmt):
+    from PIL import Image
+
+    im = Image.fromarray(np.random.default_rng(h * w).integers(0, 255, (h, w), dtype=np.uint8))
+    try:
+        im = im.convert(mode)
+        p = tmp_path / f"odd.{fmt.lower()}"
+        im.save(p, format=fmt)
+    except (OSError, ValueError, KeyError):
+        return  # this format cannot store this mode: nothing to read
+    a = read_image(p, (5, 7), channels)
+    assert a.shape == (5, 7, channels) and a.dtype == np.uint8
+
+
+yaml_text = st.text(alphabet=string.printable, max_size=200)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=yaml_text)
+def test_random_config_files_give_only_documented_errors(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    try:
+        values = read_yaml(p)
+        resolve(None, values, None)
+    except UsageError:
+        pass  # exit code 2, one line
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.dictionaries(
+        st.sampled_from(
+            [
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "schedule",
+                "image_size",
+                "label_smoothing",
+                "validation_split",
+                "model_options",
+            ]
+        ),
+        st.one_of(
+            st.integers(-5, 5),
+            st.floats(allow_nan=True),
+            st.text(max_size=5),
+            st.none(),
+            st.lists(st.integers()),
+            st.booleans(),
+        ),
+    )
+)
+def test_random_option_values_are_usage_errors_or_valid(values):
+    try:
+        config = resolve(None, values, None)
+    except UsageError:
+        return
+    except TfvisionError:
+        pytest.fail("only usage errors are expected from configuration")
+    assert config.epochs >= 1 and config.batch_size >= 1
+    assert 0 < config.learning_rate < float("inf")
+    assert 0 <= config.label_smoothing < 1 and 0 <= config.validation_split < 1

@@ -24,6 +24,7 @@ import numpy as np
 from tfvision_cli import __version__
 from tfvision_cli.errors import TfvisionError, UsageError, did_you_mean
 from tfvision_cli.predictor import Predictor
+from tfvision_cli.runs import replace_dir
 
 FORMATS = ("savedmodel", "keras", "tflite", "onnx")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
@@ -105,7 +106,7 @@ def export(
                 )
         metadata = _metadata(source, fmt, quantize, artifact, tmp, parity)
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TfvisionError(f"cannot write {folder}: {e.strerror or e}") from None
@@ -119,16 +120,6 @@ def export(
 def _default_folder(source: Predictor, fmt: str, quantize: str) -> Path:
     base = source.run_dir if source.run_dir else source.path.parent
     return Path(base) / "exports" / (fmt if quantize == "none" else f"{fmt}-{quantize}")
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
 
 
 def _dataset_split(source: Predictor, split: str):

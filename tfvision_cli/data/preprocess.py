@@ -15,6 +15,7 @@ import numpy as np
 from tfvision_cli.data.catalog import class_counts, pixel_stats, stratified_split
 from tfvision_cli.data.folder import METADATA_FILE, read_folder
 from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.runs import replace_dir
 
 VERSION = "1.0.0"
 
@@ -107,7 +108,7 @@ def preprocess(
         root = src.resolve()
         files = {k: [os.path.relpath(decoded.paths[i], root) for i in v] for k, v in parts.items()}
         (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TfvisionError(f"cannot write {out}: {e.strerror or e}") from None
@@ -141,14 +142,3 @@ def _write_tfds(data_dir: Path, name: str, decoded, parts, shape) -> None:
         description="Prepared by `tfvision preprocess`.",
         disable_shuffling=True,
     )
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move new into place at target; an old target is removed only after the move."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)

@@ -24,69 +24,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
+TFVISION = [PY, "-m", "tfvision_cli", "train", "mnist"]
+REFERENCE_SETTINGS = (
+    "--model cnn --optimizer adam --batch-size 128 --epochs 15 --validation-split 0.1 "
+    "--schedule constant --learning-rate 0.001 --warmup-epochs 0 --label-smoothing 0"
+)
+# name -> the command without seed and run directory
 RECIPES = {
-    "reference (Keras example)": lambda seed, d: [
-        PY,
-        str(HERE / "reference_keras_mnist.py"),
-        str(seed),
-    ],
-    "tfvision train mnist": lambda seed, d: [
-        PY,
-        "-m",
-        "tfvision_cli",
-        "train",
-        "mnist",
-        "--seed",
-        str(seed),
-        "--run-dir",
-        d,
-        "--json",
-    ],
-    "tfvision --preset fast": lambda seed, d: [
-        PY,
-        "-m",
-        "tfvision_cli",
-        "train",
-        "mnist",
-        "--preset",
-        "fast",
-        "--seed",
-        str(seed),
-        "--run-dir",
-        d,
-        "--json",
-    ],
-    "tfvision, reference settings": lambda seed, d: [
-        PY,
-        "-m",
-        "tfvision_cli",
-        "train",
-        "mnist",
-        "--model",
-        "cnn",
-        "--optimizer",
-        "adam",
-        "--batch-size",
-        "128",
-        "--epochs",
-        "15",
-        "--validation-split",
-        "0.1",
-        "--schedule",
-        "constant",
-        "--learning-rate",
-        "0.001",
-        "--warmup-epochs",
-        "0",
-        "--label-smoothing",
-        "0",
-        "--seed",
-        str(seed),
-        "--run-dir",
-        d,
-        "--json",
-    ],
+    "reference (Keras example)": [PY, str(HERE / "reference_keras_mnist.py")],
+    "tfvision train mnist": TFVISION,
+    "tfvision --preset fast": [*TFVISION, "--preset", "fast"],
+    "tfvision, reference settings": [*TFVISION, *REFERENCE_SETTINGS.split()],
+    "tfvision --model mlp --epochs 10": [*TFVISION, "--model", "mlp", "--epochs", "10"],
 }
+
+
+def command(name: str, seed: int, run_dir: str) -> list[str]:
+    if name.startswith("reference"):
+        return [*RECIPES[name], str(seed)]
+    return [*RECIPES[name], "--seed", str(seed), "--run-dir", run_dir, "--json"]
 
 
 def run(cmd: list[str]) -> dict:
@@ -140,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for name in args.recipes:
-                r = run(RECIPES[name](seed, f"{tmp}/{len(results[name])}-{seed}-{hash(name)}"))
+                r = run(command(name, seed, f"{tmp}/{len(results[name])}-{seed}-{hash(name)}"))
                 results[name].append(r)
                 print(f"seed {seed} {name}: {json.dumps(r)}", file=sys.stderr, flush=True)
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}

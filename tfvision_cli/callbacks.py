@@ -18,6 +18,10 @@ class ProgressEvents(keras.callbacks.Callback):
     on_event(kind, **data) with kind "epoch_begin", "batch" or "epoch_end".
     """
 
+    # Keras calls async-safe batch hooks from a helper thread, so that reading the logs does
+    # not stall the training loop after every step.
+    async_safe = True
+
     def __init__(self, on_event: Callable[..., None], epochs: int, steps: int):
         super().__init__()
         self.on_event, self.epochs, self.steps = on_event, epochs, steps
@@ -84,6 +88,8 @@ class BestModel(keras.callbacks.Callback):
 
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training when the loss stops being finite and remembers where."""
+
+    async_safe = True  # see ProgressEvents
 
     def __init__(self):
         super().__init__()

@@ -95,7 +95,7 @@ def train(
     """Train config.model on config.dataset; write the run directory; return its metrics."""
     tf, keras = _setup_tensorflow(config)
     from tfvision_cli.callbacks import Backup, BestModel, ProgressEvents, StopOnNaN
-    from tfvision_cli.data.catalog import open_dataset
+    from tfvision_cli.data.catalog import is_path_spec, open_dataset
     from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
     from tfvision_cli.distribute import choose_strategy
     from tfvision_cli.models.registry import create_model, get_entry
@@ -103,6 +103,8 @@ def train(
 
     emit = on_event or (lambda kind, **data: None)
     get_entry(config.model)  # an unknown model fails before any data is read
+    if is_path_spec(config.dataset):  # the run must find its folder from any directory
+        config.dataset = str(Path(config.dataset).expanduser().resolve())
     placement = choose_strategy(config.strategy)
     emit("placement", text=placement.describe(), replicas=placement.replicas)
 

@@ -68,3 +68,15 @@ def test_truncated_png_raises(tmp_path):
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError):
         read_image(p, None, 1)
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    from tfvision_cli.data import images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 10_000)
+    p = _save(tmp_path, "big.png", Image.new("L", (200, 100)))  # 20,000 pixels
+    with pytest.raises(ImageReadError) as e:
+        read_image(p, (8, 8), 1)
+    assert "over the limit" in str(e.value)
+    small = _save(tmp_path, "small.png", Image.new("L", (100, 100)))
+    assert read_image(small, (8, 8), 1).shape == (8, 8, 1)

@@ -32,10 +32,6 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def stderr_is_terminal() -> bool:
-    return err.is_terminal and not os.environ.get("CI")
-
-
 def log(message: str) -> None:
     """A line of progress for people, on stderr."""
     if not _quiet:

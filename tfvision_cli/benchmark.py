@@ -82,8 +82,7 @@ def benchmark(
     on_progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """One row per variant; exports what is missing (with the parity gate) first."""
-    from tfvision_cli.export import _default_folder, export, load_exported
-    from tfvision_cli.export import _held_out as held_out
+    from tfvision_cli.export import default_folder, export, held_out, load_exported
 
     if source.keras_model is None:
         raise UsageError("benchmark needs a trained Keras model: a run directory, latest or .keras")
@@ -119,7 +118,7 @@ def benchmark(
             rows.append(row)
             continue
         fmt, _, quantize = variant.partition("-")
-        folder = _default_folder(source, fmt, quantize or "none")
+        folder = default_folder(source, fmt, quantize or "none")
         meta_path = folder / "metadata.json"
         if not meta_path.is_file():
             export(source, fmt, folder, quantize or "none")

@@ -75,13 +75,13 @@ def export(
         min_agreement = DEFAULT_AGREEMENT["int8" if quantize == "int8" else "float"]
     if not 0 < min_agreement <= 1:
         raise UsageError(f"--min-agreement must be in (0, 1], got {min_agreement}")
-    folder = Path(out) if out else _default_folder(source, fmt, quantize)
+    folder = Path(out) if out else default_folder(source, fmt, quantize)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {folder} is a file; give a folder for the export")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise UsageError(f"{folder} exists", hint="remove it or pass another --out")
 
-    held_out = _held_out(source, examples) if verify or quantize == "int8" else None
+    check_images = held_out(source, examples) if verify else None
     calib = _calibration_images(source, calibration) if quantize == "int8" else None
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
@@ -94,7 +94,7 @@ def export(
             exported = load_exported(
                 artifact if fmt != "savedmodel" else tmp, class_names=source.class_names
             )
-            parity = parity_check(source, exported, *held_out)
+            parity = parity_check(source, exported, *check_images)
             parity["min_agreement"] = min_agreement
             if parity["agreement"] < min_agreement:
                 raise TfvisionError(
@@ -117,7 +117,7 @@ def export(
     return ExportResult(path, folder, metadata)
 
 
-def _default_folder(source: Predictor, fmt: str, quantize: str) -> Path:
+def default_folder(source: Predictor, fmt: str, quantize: str) -> Path:
     base = source.run_dir if source.run_dir else source.path.parent
     return Path(base) / "exports" / (fmt if quantize == "none" else f"{fmt}-{quantize}")
 
@@ -138,7 +138,7 @@ def _dataset_split(source: Predictor, split: str):
     return data.arrays(split)
 
 
-def _held_out(source: Predictor, n: int):
+def held_out(source: Predictor, n: int):
     """The first n test images (images, labels): never seen in training."""
     images, labels = _dataset_split(source, "test")
     return images[:n], labels[:n]

@@ -173,6 +173,11 @@ def test_mnist_steps_reports_throughput(cli, mnist):
     assert m["test_accuracy"] > 0.85  # 100 steps of an MLP on real MNIST
 
 
+def tfvision_cmd(command: str, *paths) -> list[str]:
+    """`tfvision COMMAND PATHS...` as the argument list of a fresh Python process."""
+    return [sys.executable, "-m", "tfvision_cli", *command.split(), *map(str, paths)]
+
+
 def _subprocess_env(**extra):
     env = dict(os.environ)
     env.update({k: str(v) for k, v in extra.items()})
@@ -182,26 +187,11 @@ def _subprocess_env(**extra):
 def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
     run = tmp_path / "mirrored"
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfvision_cli",
-            "train",
-            "mnist",
-            "--model",
-            "cnn",
-            "--epochs",
-            "1",
-            "--steps-per-epoch",
-            "20",
-            "--batch-size",
-            "32",
-            "--strategy",
-            "mirrored",
-            "--run-dir",
-            str(run),
-            "--json",
-        ],
+        tfvision_cmd(
+            "train mnist --model cnn --epochs 1 --steps-per-epoch 20 --batch-size 32 "
+            "--strategy mirrored --json --run-dir",
+            run,
+        ),
         env=_subprocess_env(TFVISION_CPU_REPLICAS=2),
         capture_output=True,
         text=True,
@@ -215,23 +205,9 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
 
 def test_killed_run_resumes_to_completion(tmp_path, mnist):
     run = tmp_path / "killed"
-    args = [
-        sys.executable,
-        "-m",
-        "tfvision_cli",
-        "train",
-        "mnist",
-        "--model",
-        "mlp",
-        "--epochs",
-        "4",
-        "--steps-per-epoch",
-        "150",
-        "--batch-size",
-        "64",
-        "--run-dir",
-        str(run),
-    ]
+    args = tfvision_cmd(
+        "train mnist --model mlp --epochs 4 --steps-per-epoch 150 --batch-size 64 --run-dir", run
+    )
     proc = subprocess.Popen(
         args, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -246,16 +222,7 @@ def test_killed_run_resumes_to_completion(tmp_path, mnist):
     done_before = len(history.read_text().strip().splitlines()) - 1
     assert 1 <= done_before < 4, "the kill should land mid-training"
     r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tfvision_cli",
-            "train",
-            "--resume",
-            "--run-dir",
-            str(run),
-            "--json",
-        ],
+        tfvision_cmd("train --resume --json --run-dir", run),
         env=_subprocess_env(),
         capture_output=True,
         text=True,
@@ -275,21 +242,7 @@ def test_killed_run_resumes_to_completion(tmp_path, mnist):
 def test_sigterm_is_an_interruption_that_says_how_to_resume(tmp_path, mnist):
     run = tmp_path / "term"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tfvision_cli",
-            "train",
-            "mnist",
-            "--model",
-            "mlp",
-            "--epochs",
-            "50",
-            "--steps-per-epoch",
-            "100",
-            "--run-dir",
-            str(run),
-        ],
+        tfvision_cmd("train mnist --model mlp --epochs 50 --steps-per-epoch 100 --run-dir", run),
         env=_subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -297,3 +297,22 @@ def test_learning_rate_schedules_shape():
     assert learning_rate(
         resolve(None, None, {"schedule": "constant", "warmup_epochs": 0}), steps, replicas=2
     ) == pytest.approx(6e-3)
+
+
+def test_a_diverging_loss_stops_keeps_the_good_model_and_says_how_to_resume(cli, tmp_path):
+    from tfvision_cli.models.io import load_model
+
+    run, _ = _train(cli, "digits", "--model", "mlp", "--epochs", "1", "--run-dir", tmp_path / "r")
+    good = (run / "model.keras").read_bytes()
+    # Adam at a rate of 1e30 overflows float32 within the first steps of epoch 2
+    r = cli("train", "--run-dir", str(run), "--epochs", "3", "--learning-rate", "1e30")
+    assert r.exit_code == 1, r.stderr
+    assert "NaN or infinite in epoch 2" in r.stderr and "Traceback" not in r.stderr
+    assert f"--run-dir {run} --learning-rate 1e+29" in r.stderr  # the way back, spelled out
+    assert (run / "model.keras").read_bytes() == good  # the last good model, untouched
+    assert json.loads((run / "run.json").read_text())["status"] == "diverged"
+    load_model(run / "model.keras")
+    # resuming with a sane rate finishes the requested epochs from the last good checkpoint
+    run2, m = _train(cli, "--run-dir", str(run), "--epochs", "3", "--learning-rate", "0.001")
+    assert run2 == run and m["epochs_this_session"] == 2 and m["test_accuracy"] > 0.8
+    assert len(list(csv.DictReader((run / "history.csv").open()))) == 3

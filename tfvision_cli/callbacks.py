@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +30,15 @@ class ProgressEvents(keras.callbacks.Callback):
         super().__init__()
         self.on_event, self.epochs, self.steps = on_event, epochs, steps
         self._start = 0.0
+        self.first_step_done: float | None = None  # perf_counter() when the first step ended
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
         self.on_event("epoch_begin", epoch=epoch + 1, epochs=self.epochs, steps=self.steps)
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.first_step_done is None:
+            self.first_step_done = time.perf_counter()
         self.on_event("batch", step=batch + 1, steps=self.steps, logs=_floats(logs))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -107,7 +114,10 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class Backup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that never backs up weights from an epoch whose loss went non-finite."""
+    """BackupAndRestore that never backs up weights from an epoch whose loss went non-finite,
+    and whose files are written under temporary names and renamed into place, so that a kill
+    during a save leaves the previous epoch's backup whole.
+    """
 
     def __init__(self, backup_dir: str, nan_guard: StopOnNaN):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
@@ -116,3 +126,48 @@ class Backup(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard.bad_epoch is None:
             super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        from tfvision_cli.runs import write_text_atomic
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp = os.path.join(self.backup_dir, f".latest-{os.getpid()}.weights.h5")
+        try:
+            self.model.save_weights(tmp, overwrite=True)
+            os.replace(tmp, self._weights_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        # Weights first: a kill between the two renames repeats one epoch, never skips one.
+        write_text_atomic(
+            self._training_metadata_path, json.dumps({"epoch": self._current_epoch, "batch": 0})
+        )
+
+
+class History(keras.callbacks.CSVLogger):
+    """CSVLogger that, when a run resumes, first drops the rows of epochs the backup does not
+    hold (an epoch that diverged, or one that ended just before a kill), so that history.csv
+    has one row per epoch of the model being trained.
+    """
+
+    def on_train_begin(self, logs=None):
+        from tfvision_cli.runs import write_text_atomic
+
+        done = getattr(self.model, "_initial_epoch", None) or 0  # set by Backup, listed earlier
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                rows = list(csv.reader(f))
+            if rows and rows[0] and rows[0][0] == "epoch":
+                kept = [rows[0]] + [r for r in rows[1:] if r and _int(r[0]) < done]
+                if len(kept) < len(rows):
+                    out = io.StringIO()
+                    csv.writer(out, lineterminator="\n").writerows(kept)
+                    write_text_atomic(Path(self.filename), out.getvalue())
+        super().on_train_begin(logs)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 1 << 30  # an unreadable row goes

@@ -94,7 +94,8 @@ def train(
 ) -> TrainResult:
     """Train config.model on config.dataset; write the run directory; return its metrics."""
     tf, keras = _setup_tensorflow(config)
-    from tfvision_cli.callbacks import Backup, BestModel, ProgressEvents, StopOnNaN
+    tf_imported = time.perf_counter()
+    from tfvision_cli.callbacks import Backup, BestModel, History, ProgressEvents, StopOnNaN
     from tfvision_cli.data.catalog import is_path_spec, open_dataset
     from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
     from tfvision_cli.distribute import choose_strategy
@@ -208,13 +209,14 @@ def train(
             run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
 
     best_model = BestModel(run.model, monitor, state.get("best_value"), write, saved)
+    progress = ProgressEvents(emit, config.epochs, steps)
     callbacks = [
         nan_guard,
         Backup(str(run.backup), nan_guard),
         best_model,
-        keras.callbacks.CSVLogger(str(run.history), append=resuming),
+        History(str(run.history), append=resuming),
         keras.callbacks.TensorBoard(str(run.logs), write_graph=False, profile_batch=0),
-        ProgressEvents(emit, config.epochs, steps),
+        progress,
     ]
     if config.early_stopping:
         callbacks.append(
@@ -273,6 +275,10 @@ def train(
             epochs_run * min(len(splits.train[1]), steps * global_batch) / train_seconds, 1
         )
         if train_seconds > 0 and epochs_run
+        else None,
+        # issue 6's start-up target: TensorFlow imported -> first training step finished
+        "seconds_to_first_step": round(progress.first_step_done - tf_imported, 3)
+        if progress.first_step_done
         else None,
         "global_batch_size": global_batch,
         "replicas": placement.replicas,

@@ -1,7 +1,9 @@
 """`tfvision data ...` and `tfvision preprocess` on real MNIST, digits and generated folders."""
 
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +151,71 @@ def test_info_reads_a_raw_class_folder(cli, image_folder):
     d = cli("data", "info", str(image_folder), "--json").json()
     assert d["source"] == "folder" and d["class_names"] == ["circle", "square", "stripes"]
     assert sum(d["splits"].values()) == 36  # 39 files, 3 unreadable
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_preprocess_reads_an_archive_like_its_folder(cli, image_folder, tmp_path, kind):
+    import shutil
+
+    base = shutil.make_archive(
+        str(tmp_path / "shapes"),
+        "zip" if kind == "zip" else "gztar",
+        image_folder.parent,
+        image_folder.name,
+    )
+    a = cli("preprocess", image_folder, "--out", tmp_path / "from_folder", "--json")
+    b = cli("preprocess", base, "--out", tmp_path / "from_archive", "--json")
+    assert a.exit_code == 0 and b.exit_code == 0, b.stderr
+    da, db = a.json(), b.json()
+    assert db["name"] == "shapes" and db["class_names"] == da["class_names"]
+    assert db["splits"] == da["splits"] and db["class_counts"] == da["class_counts"]
+    # the same files in the same splits, named inside the archive; bad files reported by path
+    for x, y in ((tmp_path / "from_folder", tmp_path / "from_archive"),):
+        assert json.loads((x / "splits.json").read_text()) == json.loads(
+            (y / "splits.json").read_text()
+        )
+    assert any(f.startswith(f"shapes.{kind}:circle/empty.png") for f in db["failures"])
+    assert not list(Path(tempfile.gettempdir()).glob("tfvision-extract-*/shapes"))
+
+
+def _evil_archives(tmp_path):
+    import io
+    import tarfile
+    import zipfile
+
+    png = io.BytesIO()
+    Image.new("L", (8, 8)).save(png, "PNG")
+    evil = {}
+    evil["dotdot.zip"] = tmp_path / "dotdot.zip"
+    with zipfile.ZipFile(evil["dotdot.zip"], "w") as z:
+        z.writestr("a/x.png", png.getvalue())
+        z.writestr("../escaped.png", png.getvalue())
+    for name, member in (
+        ("absolute.tar", str(tmp_path / "escaped.png")),
+        ("dotdot.tar", "../escaped.png"),
+    ):
+        evil[name] = tmp_path / name
+        with tarfile.open(evil[name], "w") as t:
+            info = tarfile.TarInfo(member)
+            info.size = len(png.getvalue())
+            t.addfile(info, io.BytesIO(png.getvalue()))
+    evil["link.tar"] = tmp_path / "link.tar"
+    with tarfile.open(evil["link.tar"], "w") as t:
+        info = tarfile.TarInfo("a/link.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(info)
+    return evil
+
+
+def test_archives_never_write_outside_their_folder(cli, tmp_path):
+    for name, path in _evil_archives(tmp_path).items():
+        r = cli("preprocess", path, "--out", tmp_path / "out")
+        assert r.exit_code == 1, (name, r.stderr)
+        assert "refusing member" in r.stderr and "Traceback" not in r.stderr, name
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "out").exists()
+        assert not list(tmp_path.parent.glob("escaped.png"))
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    r = cli("preprocess", broken, "--out", tmp_path / "out")
+    assert r.exit_code == 1 and "not a readable archive" in r.stderr

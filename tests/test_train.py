@@ -2,16 +2,15 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.helpers import subprocess_env, tfvision_cmd
 from tfvision_cli.models.registry import list_models
 
 
@@ -173,17 +172,6 @@ def test_mnist_steps_reports_throughput(cli, mnist):
     assert m["test_accuracy"] > 0.85  # 100 steps of an MLP on real MNIST
 
 
-def tfvision_cmd(command: str, *paths) -> list[str]:
-    """`tfvision COMMAND PATHS...` as the argument list of a fresh Python process."""
-    return [sys.executable, "-m", "tfvision_cli", *command.split(), *map(str, paths)]
-
-
-def _subprocess_env(**extra):
-    env = dict(os.environ)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
 def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
     run = tmp_path / "mirrored"
     r = subprocess.run(
@@ -192,7 +180,7 @@ def test_mirrored_on_two_logical_cpus(tmp_path, mnist):
             "--strategy mirrored --json --run-dir",
             run,
         ),
-        env=_subprocess_env(TFVISION_CPU_REPLICAS=2),
+        env=subprocess_env(TFVISION_CPU_REPLICAS=2),
         capture_output=True,
         text=True,
         timeout=300,
@@ -209,7 +197,7 @@ def test_killed_run_resumes_to_completion(tmp_path, mnist):
         "train mnist --model mlp --epochs 4 --steps-per-epoch 150 --batch-size 64 --run-dir", run
     )
     proc = subprocess.Popen(
-        args, env=_subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     history = run / "history.csv"
     deadline = time.time() + 240
@@ -223,7 +211,7 @@ def test_killed_run_resumes_to_completion(tmp_path, mnist):
     assert 1 <= done_before < 4, "the kill should land mid-training"
     r = subprocess.run(
         tfvision_cmd("train --resume --json --run-dir", run),
-        env=_subprocess_env(),
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -243,7 +231,7 @@ def test_sigterm_is_an_interruption_that_says_how_to_resume(tmp_path, mnist):
     run = tmp_path / "term"
     proc = subprocess.Popen(
         tfvision_cmd("train mnist --model mlp --epochs 50 --steps-per-epoch 100 --run-dir", run),
-        env=_subprocess_env(),
+        env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -131,7 +131,7 @@ class Backup(keras.callbacks.BackupAndRestore):
         from tfvision_cli.runs import write_text_atomic
 
         os.makedirs(self.backup_dir, exist_ok=True)
-        tmp = os.path.join(self.backup_dir, f".latest-{os.getpid()}.weights.h5")
+        tmp = os.path.join(self.backup_dir, f".latest.tmp-{os.getpid()}.weights.h5")
         try:
             self.model.save_weights(tmp, overwrite=True)
             os.replace(tmp, self._weights_path)

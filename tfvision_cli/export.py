@@ -24,7 +24,7 @@ import numpy as np
 from tfvision_cli import __version__
 from tfvision_cli.errors import TfvisionError, UsageError, did_you_mean
 from tfvision_cli.predictor import Predictor
-from tfvision_cli.runs import replace_dir
+from tfvision_cli.runs import remove_stale_temps, replace_dir
 
 FORMATS = ("savedmodel", "keras", "tflite", "onnx")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
@@ -84,6 +84,7 @@ def export(
     check_images = held_out(source, examples) if verify else None
     calib = _calibration_images(source, calibration) if quantize == "int8" else None
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder.parent)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -44,6 +44,35 @@ def write_text_atomic(path: Path, text: str) -> None:
             tmp.unlink()
 
 
+_TEMP = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:\..*)?$")
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary names (.<name>.tmp-<pid>...) that a killed tfvision process left
+    in folder; those of running processes are left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Move the folder new into place at target; an old target is removed only after the move."""
     if target.exists():

@@ -13,7 +13,13 @@ import numpy as np
 from tfvision_cli import __version__
 from tfvision_cli.config import TrainConfig, to_yaml
 from tfvision_cli.errors import TfvisionError, UsageError
-from tfvision_cli.runs import RunDir, new_run_dir, write_json, write_text_atomic
+from tfvision_cli.runs import (
+    RunDir,
+    new_run_dir,
+    remove_stale_temps,
+    write_json,
+    write_text_atomic,
+)
 
 
 @dataclass
@@ -163,6 +169,8 @@ def train(
     state = run.read_state() if resuming else {}
     if write:
         run.path.mkdir(parents=True, exist_ok=True)
+        for folder in (run.path, run.backup):  # what a killed session left half-written
+            remove_stale_temps(folder)
         write_text_atomic(run.config, to_yaml(config))
         write_json(
             run.classes,

@@ -27,10 +27,22 @@ class _Group(TyperGroup):
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise  # Typer's own usage errors: exit code 2 with its message
+        except OSError as e:  # a full disk, a read-only or missing folder, a permission
+            _report(e, _os_error(e))
+            raise typer.Exit(1) from None
         except Exception as e:  # not foreseen: still one line, the traceback with --debug
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             _report(e, f"{type(e).__name__}: {first} (run with --debug for the traceback)")
             raise typer.Exit(1) from None
+
+
+def _os_error(e: OSError) -> str:
+    import os
+
+    # h5py and others raise OSError(errno, long text) without a file name: the errno says it
+    reason = os.strerror(e.errno) if e.errno else (str(e).strip().splitlines() or [""])[0]
+    where = f": {e.filename}" if e.filename else ""
+    return f"{reason or type(e).__name__}{where} (files written before are kept)"
 
 
 def _report(e: BaseException, message: str) -> None:

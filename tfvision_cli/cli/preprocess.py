@@ -11,7 +11,9 @@ from tfvision_cli.cli.common import parse_image_size
 
 
 def preprocess(
-    src: Path = typer.Argument(..., help="Folder of class folders: SRC/<class_name>/<images>."),
+    src: Path = typer.Argument(
+        ..., help="Folder of class folders SRC/<class_name>/<images>, or a .zip/.tar[.gz] of one."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the prepared dataset."),
     image_size: str | None = typer.Option(
         None, "--image-size", help="H or H,W (default: the most common size in SRC)."

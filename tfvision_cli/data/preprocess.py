@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -12,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tfvision_cli.data.archives import archive_stem, extracted, is_archive
 from tfvision_cli.data.catalog import class_counts, pixel_stats, stratified_split
 from tfvision_cli.data.folder import METADATA_FILE, read_folder
 from tfvision_cli.errors import TfvisionError, UsageError
-from tfvision_cli.runs import replace_dir
+from tfvision_cli.runs import remove_stale_temps, replace_dir
 
 VERSION = "1.0.0"
 
@@ -40,7 +43,8 @@ class PreprocessResult:
 
 def dataset_name(src: Path) -> str:
     """A TFDS-valid name (snake_case, starts with a letter) from the source folder's name."""
-    name = re.sub(r"[^a-z0-9]+", "_", src.resolve().name.lower()).strip("_")
+    stem = archive_stem(src) if is_archive(src) else src.resolve().name
+    name = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
     if not name or not name[0].isalpha():
         name = f"images_{name}".rstrip("_")
     return name
@@ -57,7 +61,10 @@ def preprocess(
     overwrite: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> PreprocessResult:
-    """Decode, resize, split (stratified, seeded) and write SRC as a TFDS dataset in OUT."""
+    """Decode, resize, split (stratified, seeded) and write SRC as a TFDS dataset in OUT.
+
+    SRC is a folder of class folders, or a zip/tar archive of one (extracted safely).
+    """
     src, out = Path(src), Path(out)
     for label, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
@@ -71,7 +78,17 @@ def preprocess(
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise UsageError("--out must be outside the source folder")
 
-    decoded = read_folder(src, image_size, channels, on_progress)
+    if is_archive(src):
+        with extracted(src) as root:
+            decoded = read_folder(root, image_size, channels, on_progress)
+            decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
+            decoded.failures = [
+                f"{src.name}:{f.replace(str(root) + os.sep, '', 1)}" for f in decoded.failures
+            ]
+    else:
+        decoded = read_folder(src, image_size, channels, on_progress)
+        root = src.resolve()
+        decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
     parts = stratified_split(
         decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
     )
@@ -98,6 +115,7 @@ def preprocess(
     }
     # Write next to OUT under a temporary name, then rename: OUT is never half-written.
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -105,8 +123,7 @@ def preprocess(
         meta = {"name": name, **result.to_dict(), "options": options}
         meta.pop("out")
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        root = src.resolve()
-        files = {k: [os.path.relpath(decoded.paths[i], root) for i in v] for k, v in parts.items()}
+        files = {k: [decoded.paths[i] for i in v] for k, v in parts.items()}
         (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
         replace_dir(tmp, out)
     except OSError as e:
@@ -133,12 +150,15 @@ def _write_tfds(data_dir: Path, name: str, decoded, parts, shape) -> None:
         for i in indices:
             yield int(i), {"image": decoded.images[i], "label": int(decoded.labels[i])}
 
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=name,
-        version=VERSION,
-        features=features,
-        split_datasets={k: examples(v) for k, v in parts.items()},
-        data_dir=str(data_dir),
-        description="Prepared by `tfvision preprocess`.",
-        disable_shuffling=True,
-    )
+    tfds.disable_progress_bar()
+    # TFDS prints "Downloading and preparing dataset ..." on stdout, which is for data only
+    with contextlib.redirect_stdout(io.StringIO()):
+        tfds.dataset_builders.store_as_tfds_dataset(
+            name=name,
+            version=VERSION,
+            features=features,
+            split_datasets={k: examples(v) for k, v in parts.items()},
+            data_dir=str(data_dir),
+            description="Prepared by `tfvision preprocess`.",
+            disable_shuffling=True,
+        )

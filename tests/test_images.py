@@ -1,5 +1,8 @@
 """The image reader every command shares: odd modes and broken files."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -80,3 +83,79 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, monke
     assert "over the limit" in str(e.value)
     small = _save(tmp_path, "small.png", Image.new("L", (100, 100)))
     assert read_image(small, (8, 8), 1).shape == (8, 8, 1)
+
+
+def _odd_folder(root):
+    """Two classes of eight valid-but-odd images each, plus one broken file of every kind.
+
+    Folder and file names carry spaces, non-ASCII characters and Rich-markup brackets.
+    """
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:24, :24]
+    for c, name in enumerate(["a b", "ç [x]"]):
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(8):
+            base = ((xx if c == 0 else yy) % 8 < 4) * 200 + rng.integers(0, 40, (24, 24))
+            im = Image.fromarray(base.astype(np.uint8))
+            if i == 0:
+                Image.fromarray(base.astype(np.uint16) * 257).save(d / f"16 bit {i}.png")
+            elif i == 1:
+                im.convert("CMYK").save(d / f"cmyk {i}.jpg")
+            elif i == 2:
+                im.convert("P").save(d / f"palette é {i}.png", transparency=0)
+            elif i == 3:
+                rgba = im.convert("RGBA")
+                rgba.putalpha(Image.fromarray((base > 100).astype(np.uint8) * 255))
+                rgba.save(d / f"alpha {i}.png")
+            elif i == 4:
+                frames = [
+                    im.convert("P"),
+                    Image.fromarray(255 - base.astype(np.uint8)).convert("P"),
+                ]
+                frames[0].save(d / f"animated {i}.gif", save_all=True, append_images=frames[1:])
+            elif i == 5:
+                Image.new("L", (1, 1), int(base.mean())).save(d / f"one pixel {i}.png")
+            else:
+                im.convert("LA" if i == 6 else "RGB").save(
+                    d / f"plain {i}.{'png' if i == 6 else 'bmp'}"
+                )
+    bad = root / "a b"
+    (bad / "empty ü.png").write_bytes(b"")
+    good = (bad / "alpha 3.png").read_bytes()
+    (bad / "truncated.png").write_bytes(good[: len(good) // 2])
+    (bad / "text [1].jpg").write_text("not an image")
+    Image.new("L", (200, 100)).save(bad / "huge.png")  # over the limit the test sets
+    return root, ["empty ü.png", "truncated.png", "text [1].jpg", "huge.png"]
+
+
+def test_odd_and_broken_images_in_preprocess_train_predict_and_evaluate(cli, tmp_path, monkeypatch):
+    from tfvision_cli.data import images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 10_000)
+    root, broken = _odd_folder(tmp_path / "odd ü set")
+
+    r = cli("preprocess", root, "--out", tmp_path / "prepared", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert sum(r.json()["splits"].values()) == 16 and len(r.json()["failures"]) == 4
+    for name in broken:
+        assert name in r.stderr  # each broken file named on stderr
+
+    r = cli("train", root, "--model", "mlp", "--epochs", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    run, metrics = r.json()["run_dir"], r.json()["metrics"]
+    assert len(metrics["notes"]["skipped_files"]) == 4
+    assert all(name in r.stderr for name in broken)
+
+    r = cli("predict", run, root, "--json")
+    assert r.exit_code == 1  # some inputs failed
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 20
+    failed = {Path(row["path"]).name: row["error"] for row in rows if "error" in row}
+    assert set(failed) == set(broken)
+    assert "over the limit" in failed["huge.png"]
+    assert all(row["class_name"] in ("a b", "ç [x]") for row in rows if "error" not in row)
+
+    r = cli("evaluate", run, "--json", "--no-plots")
+    assert r.exit_code == 0, r.stderr
+    assert len(r.json()["skipped_files"]) == 4 and r.json()["class_names"] == ["a b", "ç [x]"]

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Logs, tables and progress go to stderr; stdout carries data only.
@@ -39,11 +40,11 @@ def log(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}")
+    err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:
@@ -120,6 +121,9 @@ class TrainingReporter:
             log(f"{d['name']} is not prepared yet: downloading it through TFDS")
         elif kind == "placement":
             log(f"devices: {d['text']}")
+        elif kind == "skipped":
+            for failure in d["files"]:
+                warn(f"skipped {failure}")
         elif kind == "data":
             log(
                 f"data: {d['name']} {'x'.join(map(str, d['shape']))}, {d['classes']} classes; "

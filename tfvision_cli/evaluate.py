@@ -135,6 +135,8 @@ def evaluate(
     report.update(
         {"model": str(predictor.path), "format": predictor.format, "dataset": name, "split": split}
     )
+    if info.extra.get("failures"):  # a raw folder's unreadable files, each named
+        report["skipped_files"] = info.extra["failures"]
     return Evaluation(report, images, labels, probs)
 
 

@@ -133,6 +133,9 @@ def train(
         )
     info = dataset.info
     splits = load_splits(dataset, config)
+    if info.extra.get("failures"):  # a raw folder's unreadable files, each named
+        splits.notes["skipped_files"] = info.extra["failures"]
+        emit("skipped", files=info.extra["failures"])
     shape, n_classes = tuple(int(d) for d in splits.train[0].shape[1:]), info.num_classes
     global_batch = config.batch_size * placement.replicas
     steps = math.ceil(len(splits.train[1]) / global_batch)

@@ -32,6 +32,8 @@ def evaluate(
     predictor = load_predictor(model)
     result = do_evaluate(predictor, dataset, split, data_dir, batch_size)
     report = result.report
+    for failure in report.get("skipped_files", []):
+        console.warn(f"skipped {failure}")
     out_dir = plots or predictor.run_dir
     if not no_plots and out_dir is not None:
         history = RunDir(predictor.run_dir).history if predictor.run_dir else None

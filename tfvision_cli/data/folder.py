@@ -12,7 +12,7 @@ import numpy as np
 
 from tfvision_cli.data.builtin import ArrayDataset
 from tfvision_cli.data.catalog import Dataset, DatasetInfo, stratified_split
-from tfvision_cli.data.images import ImageReadError, list_class_folders, read_image
+from tfvision_cli.data.images import ImageReadError, list_class_folders, open_image, read_image
 from tfvision_cli.errors import UsageError
 
 METADATA_FILE = "tfvision.json"
@@ -32,13 +32,11 @@ class FolderImages:
 
 def _guess_size_and_channels(files: list[Path]) -> tuple[tuple[int, int], int]:
     """The most common (H, W) among readable headers, and 1 channel if every image is grey."""
-    from PIL import Image
-
     sizes: Counter = Counter()
     all_grey = True
     for f in files:
         try:
-            with Image.open(f) as im:
+            with open_image(f) as im:
                 sizes[(im.height, im.width)] += 1
                 all_grey &= im.mode in GREY_MODES
         except Exception:  # unreadable files are reported when decoded

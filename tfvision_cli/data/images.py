@@ -7,6 +7,7 @@ a file exactly as training saw the images it learnt from.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,16 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def open_image(path: str | os.PathLike):
+    """PIL's Image.open (lazy: reads the header only) under tfvision's pixel limit."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    with warnings.catch_warnings():  # PIL warns between 1x and 2x its limit; callers refuse
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:
     """Decode any PNG/JPEG/BMP/GIF to (H, W, channels) uint8, resized to size=(H, W) if given.
 
@@ -34,12 +45,11 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: 
     """
     from PIL import Image, UnidentifiedImageError
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     p = Path(path)
     try:
         if p.stat().st_size == 0:
             raise ImageReadError(f"{p}: empty file")
-        with Image.open(p) as im:
+        with open_image(p) as im:
             if im.width * im.height > MAX_PIXELS:
                 raise ImageReadError(
                     f"{p}: {im.width}x{im.height} pixels is over the limit of {MAX_PIXELS:,}"
@@ -49,7 +59,9 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: 
             return _to_array(im, size, channels)
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{p}: over the limit of {MAX_PIXELS:,} pixels") from None
+    except UnidentifiedImageError as e:
         raise ImageReadError(f"{p}: not a readable image ({type(e).__name__})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

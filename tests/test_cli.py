@@ -4,6 +4,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tfvision_cli import __version__
 
 COMMANDS = [
@@ -73,3 +75,32 @@ def test_usage_errors_exit_2_with_one_line_and_no_traceback(cli):
 def test_shell_completion_still_offered(cli):
     r = cli("--help")
     assert "--install-completion" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ("train digits --batch-size 0", "batch size must be a positive integer"),
+        ("train digits --image-size 0", "--image-size expects"),
+        ("train digits --validation-split 1.5", "validation split must be in [0, 1)"),
+        ("train digits --learning-rate -1", "learning rate must be a positive number"),
+        ("train ./no/such/folder", "does not exist"),
+        ("preprocess ./no/such/folder --out x", "is not a folder"),
+        ("export --format pdf", "unknown format 'pdf'"),
+        ("train digits --preset fsat", "Did you mean: fast"),
+        ("runs show .", "is not a tfvision run directory"),
+        ("evaluate .", "is not a model"),
+        ("train digits --model mlp --model-option hidden=abc", "cannot be built with hidden=abc"),
+    ],
+)
+def test_bad_values_are_one_line_usage_errors_and_write_nothing(
+    cli, tmp_path, monkeypatch, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TFVISION_RUNS_DIR", str(tmp_path / "runs"))
+    r = cli(*args.split())
+    assert r.exit_code == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not list(tmp_path.rglob("*")), "a failed command left files behind"

@@ -170,6 +170,26 @@ def train(
     run, resuming = _prepare_run(config, run_dir, resume)
     write = placement.is_chief
     state = run.read_state() if resuming else {}
+
+    # Model
+    with placement.strategy.scope():
+        options = dict(config.model_options)
+        if config.pretrained:
+            options["pretrained"] = True
+        model = create_model(config.model, shape, n_classes, **options)
+        model.compile(
+            optimizer=make_optimizer(config, steps, placement.replicas),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            # "ce": cross-entropy without label smoothing, the loss reported for the test split
+            metrics=[
+                keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.CategoricalCrossentropy(name="ce"),
+            ],
+            steps_per_execution=config.steps_per_execution,
+            jit_compile=config.xla,
+        )
+
+    # The run directory is written only once the model builds
     if write:
         run.path.mkdir(parents=True, exist_ok=True)
         for folder in (run.path, run.backup):  # what a killed session left half-written
@@ -192,24 +212,6 @@ def train(
             tfvision=__version__,
         )
     emit("run", path=str(run.path), resuming=resuming)
-
-    # Model
-    with placement.strategy.scope():
-        options = dict(config.model_options)
-        if config.pretrained:
-            options["pretrained"] = True
-        model = create_model(config.model, shape, n_classes, **options)
-        model.compile(
-            optimizer=make_optimizer(config, steps, placement.replicas),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            # "ce": cross-entropy without label smoothing, the loss reported for the test split
-            metrics=[
-                keras.metrics.CategoricalAccuracy(name="accuracy"),
-                keras.metrics.CategoricalCrossentropy(name="ce"),
-            ],
-            steps_per_execution=config.steps_per_execution,
-            jit_compile=config.xla,
-        )
 
     # Train
     monitor = "val_accuracy" if val_ds is not None else "accuracy"

@@ -86,4 +86,11 @@ def create_model(name: str, input_shape, num_classes: int, **options):
                 f"model {name!r} has no option {key!r}.{did_you_mean(key, accepted)}",
                 hint=f"its options: {', '.join(accepted) or 'none'}",
             )
-    return entry.fn(input_shape, num_classes, **options)
+    try:
+        return entry.fn(input_shape, num_classes, **options)
+    except (ValueError, TypeError) as e:
+        if not options:
+            raise
+        given = ", ".join(f"{k}={v}" for k, v in options.items())
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"model {name!r} cannot be built with {given}: {reason}") from None

@@ -117,11 +117,31 @@ class Backup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that never backs up weights from an epoch whose loss went non-finite,
     and whose files are written under temporary names and renamed into place, so that a kill
     during a save leaves the previous epoch's backup whole.
+
+    restore_from: another backup folder to restore from (a multi-worker run's non-chief
+    workers restore the chief's backup and write their own to a scratch folder).
     """
 
-    def __init__(self, backup_dir: str, nan_guard: StopOnNaN):
+    def __init__(self, backup_dir: str, nan_guard: StopOnNaN, restore_from: str | None = None):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
         self.nan_guard = nan_guard
+        self.restore_from = restore_from
+
+    def on_train_begin(self, logs=None):
+        if self.restore_from is None:
+            return super().on_train_begin(logs)
+        own = self.backup_dir
+        self._point_at(self.restore_from)
+        try:
+            super().on_train_begin(logs)
+        finally:
+            self._point_at(own)
+
+    def _point_at(self, folder: str) -> None:
+        self._weights_path = os.path.join(folder, "latest.weights.h5")
+        self._training_metadata_path = os.path.join(folder, "training_metadata.json")
+        self._prev_weights_path = f"{self._weights_path}.bkp"
+        self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
 
     def on_epoch_end(self, epoch, logs=None):
         if self.nan_guard.bad_epoch is None:

@@ -18,11 +18,17 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 _quiet = False
+_prefix = ""  # "[worker 1] " in a multi-worker run: which worker is speaking
 
 
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet
+
+
+def set_prefix(prefix: str) -> None:
+    global _prefix
+    _prefix = escape(prefix)
 
 
 def is_quiet() -> bool:
@@ -36,15 +42,15 @@ def stdout_is_terminal() -> bool:
 def log(message: str) -> None:
     """A line of progress for people, on stderr."""
     if not _quiet:
-        err.print(message)
+        err.print(_prefix + message)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}")
+    err.print(f"{_prefix}[yellow]warning:[/] {escape(message)}")
 
 
 def error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err.print(f"{_prefix}[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:
@@ -120,6 +126,8 @@ class TrainingReporter:
         elif kind == "download":
             log(f"{d['name']} is not prepared yet: downloading it through TFDS")
         elif kind == "placement":
+            if d.get("workers", 1) > 1:
+                set_prefix(f"[worker {d['worker']}] ")
             log(f"devices: {d['text']}")
         elif kind == "skipped":
             for failure in d["files"]:

@@ -47,13 +47,13 @@ def write_text_atomic(path: Path, text: str) -> None:
 _TEMP = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:\..*)?$")
 
 
-def remove_stale_temps(folder: Path) -> None:
+def remove_stale_temps(folder: Path, only: str | None = None) -> None:
     """Remove the temporary names (.<name>.tmp-<pid>...) that a killed tfvision process left
-    in folder; those of running processes are left alone."""
+    in folder (or only the one named `only`); those of running processes are left alone."""
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for p in folder.iterdir():
+    for p in [folder / only] if only else folder.iterdir():
         m = _TEMP.match(p.name)
         if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
             continue

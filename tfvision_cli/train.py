@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,7 +109,7 @@ def train(
     from tfvision_cli.callbacks import Backup, BestModel, History, ProgressEvents, StopOnNaN
     from tfvision_cli.data.catalog import is_path_spec, open_dataset
     from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
-    from tfvision_cli.distribute import choose_strategy
+    from tfvision_cli.distribute import choose_strategy, cluster_size
     from tfvision_cli.models.registry import create_model, get_entry
     from tfvision_cli.optim import make_optimizer
 
@@ -112,8 +117,19 @@ def train(
     get_entry(config.model)  # an unknown model fails before any data is read
     if is_path_spec(config.dataset):  # the run must find its folder from any directory
         config.dataset = str(Path(config.dataset).expanduser().resolve())
+    if run_dir is None and config.strategy in ("auto", "multi-worker") and cluster_size() > 1:
+        raise UsageError(
+            "multi-worker training needs --run-dir: the same folder on every worker, on storage "
+            "they all see (the chief writes it, the others read its checkpoints)"
+        )
     placement = choose_strategy(config.strategy)
-    emit("placement", text=placement.describe(), replicas=placement.replicas)
+    emit(
+        "placement",
+        text=placement.describe(),
+        replicas=placement.replicas,
+        worker=placement.worker_index,
+        workers=placement.num_workers,
+    )
 
     # Data
     dataset = open_dataset(
@@ -177,6 +193,8 @@ def train(
         if config.pretrained:
             options["pretrained"] = True
         model = create_model(config.model, shape, n_classes, **options)
+        if placement.replicas > 1:
+            _synchronize_batch_norm(model)
         model.compile(
             optimizer=make_optimizer(config, steps, placement.replicas),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -221,88 +239,142 @@ def train(
         if write:
             run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
 
-    best_model = BestModel(run.model, monitor, state.get("best_value"), write, saved)
-    progress = ProgressEvents(emit, config.epochs, steps)
-    callbacks = [
-        nan_guard,
-        Backup(str(run.backup), nan_guard),
-        best_model,
-        History(str(run.history), append=resuming),
-        keras.callbacks.TensorBoard(str(run.logs), write_graph=False, profile_batch=0),
-        progress,
-    ]
-    if config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")
-        )
-    start = time.perf_counter()
-    try:
-        history = model.fit(
-            train_ds,
-            epochs=config.epochs,
-            validation_data=val_ds,
-            steps_per_epoch=steps if config.steps_per_epoch else None,
-            callbacks=callbacks,
-            verbose=0,
-            shuffle=False,
-        )
-    except KeyboardInterrupt:
-        if write:
-            run.update_state(status="interrupted")
-        raise
-    train_seconds = time.perf_counter() - start
-    if nan_guard.bad_epoch is not None:
-        if write:
-            run.update_state(status="diverged")
-        raise TfvisionError(
-            f"the loss became NaN or infinite in epoch {nan_guard.bad_epoch}; training stopped. "
-            f"The last good model and checkpoint are kept in {run.path}",
-            hint=f"resume with a lower rate: tfvision train --run-dir {run.path} "
-            f"--learning-rate {config.learning_rate / 10:g}",
-        )
+    # Workers other than the chief restore from the chief's backup but write their own files
+    # (backup, history, TensorBoard) to a temporary folder, removed when they finish.
+    with _own_files(run, write, placement.worker_index) as own:
+        best_model = BestModel(run.model, monitor, state.get("best_value"), write, saved)
+        progress = ProgressEvents(emit, config.epochs, steps)
+        callbacks = [
+            nan_guard,
+            Backup(str(own.backup), nan_guard, restore_from=None if write else str(run.backup)),
+            best_model,
+            History(str(own.history), append=resuming and write),
+            keras.callbacks.TensorBoard(str(own.logs), write_graph=False, profile_batch=0),
+            progress,
+        ]
+        if config.early_stopping:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")
+            )
+        start = time.perf_counter()
+        try:
+            history = model.fit(
+                train_ds,
+                epochs=config.epochs,
+                validation_data=val_ds,
+                steps_per_epoch=steps if config.steps_per_epoch else None,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=False,
+            )
+        except KeyboardInterrupt:
+            if write:
+                run.update_state(status="interrupted")
+            raise
+        except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
+            if placement.num_workers < 2:
+                raise
+            if write:
+                run.update_state(status="interrupted")
+            raise TfvisionError(
+                "lost contact with another worker of the cluster "
+                f"({type(e).__name__}); the epochs finished so far are kept in {run.path}",
+                hint="start every worker again with the same command to resume",
+            ) from None
+        train_seconds = time.perf_counter() - start
+        if nan_guard.bad_epoch is not None:
+            if write:
+                run.update_state(status="diverged")
+            raise TfvisionError(
+                f"the loss became NaN or infinite in epoch {nan_guard.bad_epoch}; training "
+                f"stopped. The last good model and checkpoint are kept in {run.path}",
+                hint=f"resume with a lower rate: tfvision train --run-dir {run.path} "
+                f"--learning-rate {config.learning_rate / 10:g}",
+            )
 
-    # Evaluate the best epoch's weights (what model.keras holds) on the test split
-    epochs_run = len(history.history.get("loss", []))
-    if best_model.best_weights is not None:
-        model.set_weights(best_model.best_weights)
-    elif run.model.is_file():  # the best epoch was in an earlier session of a resumed run
-        model.load_weights(run.model)
-    test_ds = make_dataset(*splits.test, n_classes, global_batch)
-    scores = model.evaluate(test_ds, verbose=0, return_dict=True)
-    test_metrics = {
-        "test_accuracy": round(float(scores["accuracy"]), 6),
-        "test_loss": round(float(scores["ce"]), 6),
-        "test_examples": int(len(splits.test[1])),
-    }
-    hist = history.history
-    metrics = {
-        "dataset": config.dataset,
-        "model": config.model,
-        **test_metrics,
-        "val_accuracy": _best(hist.get("val_accuracy"), state.get("best_value")),
-        "best_epoch": run.read_state().get("best_epoch") if write else None,
-        "epochs": config.epochs,
-        "epochs_this_session": epochs_run,
-        "train_seconds": round(train_seconds, 3),
-        "train_images_per_second": round(
-            epochs_run * min(len(splits.train[1]), steps * global_batch) / train_seconds, 1
-        )
-        if train_seconds > 0 and epochs_run
-        else None,
-        # issue 6's start-up target: TensorFlow imported -> first training step finished
-        "seconds_to_first_step": round(progress.first_step_done - tf_imported, 3)
-        if progress.first_step_done
-        else None,
-        "global_batch_size": global_batch,
-        "replicas": placement.replicas,
-        "strategy": placement.kind,
-        "params": int(model.count_params()),
-        "notes": splits.notes,
-    }
+        # Evaluate the best epoch's weights (what model.keras holds) on the test split
+        epochs_run = len(history.history.get("loss", []))
+        if best_model.best_weights is not None:
+            model.set_weights(best_model.best_weights)
+        elif run.model.is_file():  # the best epoch was in an earlier session of a resumed run
+            model.load_weights(run.model)
+        test_ds = make_dataset(*splits.test, n_classes, global_batch)
+        scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+        test_metrics = {
+            "test_accuracy": round(float(scores["accuracy"]), 6),
+            "test_loss": round(float(scores["ce"]), 6),
+            "test_examples": int(len(splits.test[1])),
+        }
+        hist = history.history
+        metrics = {
+            "dataset": config.dataset,
+            "model": config.model,
+            **test_metrics,
+            "val_accuracy": _best(hist.get("val_accuracy"), state.get("best_value")),
+            "best_epoch": run.read_state().get("best_epoch") if write else None,
+            "epochs": config.epochs,
+            "epochs_this_session": epochs_run,
+            "train_seconds": round(train_seconds, 3),
+            "train_images_per_second": round(
+                epochs_run * min(len(splits.train[1]), steps * global_batch) / train_seconds, 1
+            )
+            if train_seconds > 0 and epochs_run
+            else None,
+            # issue 6's start-up target: TensorFlow imported -> first training step finished
+            "seconds_to_first_step": round(progress.first_step_done - tf_imported, 3)
+            if progress.first_step_done
+            else None,
+            "global_batch_size": global_batch,
+            "replicas": placement.replicas,
+            "strategy": placement.kind,
+            "params": int(model.count_params()),
+            # equal on every worker of a multi-worker run: they trained one model
+            "weights_sha256": weights_digest(model),
+            "notes": splits.notes,
+        }
+        if write:
+            write_json(run.metrics, metrics)
+            run.update_state(status="completed")
+        return TrainResult(run.path, metrics)
+
+
+@contextlib.contextmanager
+def _own_files(run: RunDir, write: bool, worker: int):
     if write:
-        write_json(run.metrics, metrics)
-        run.update_state(status="completed")
-    return TrainResult(run.path, metrics)
+        yield run
+        return
+    tmp = Path(tempfile.gettempdir())
+    for old in tmp.glob(".tfvision-worker*.tmp-*"):  # left by killed workers
+        remove_stale_temps(tmp, old.name)
+    scratch = tmp / f".tfvision-worker{worker}.tmp-{os.getpid()}"
+    scratch.mkdir(exist_ok=True)
+    try:
+        yield RunDir(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _synchronize_batch_norm(model) -> None:
+    """With several replicas, BatchNorm normalises with the statistics of the global batch, so
+    that its moving averages (and so every weight) stay identical on every replica and worker."""
+    import keras
+
+    def walk(layer):
+        for sub in getattr(layer, "layers", []):
+            yield sub
+            yield from walk(sub)
+
+    for layer in walk(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def weights_digest(model) -> str:
+    """sha256 of every weight's bytes, in order: equal digests, identical models."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
 
 
 def _best(values, previous):

@@ -91,6 +91,7 @@ def _root(
 def _register() -> None:
     from tfvision_cli.cli import (
         build,
+        cluster,
         data,
         evaluate,
         export,
@@ -104,6 +105,7 @@ def _register() -> None:
     app.add_typer(data.app, name="data")
     app.add_typer(models.app, name="models")
     app.add_typer(runs.app, name="runs")
+    app.add_typer(cluster.app, name="cluster")
     app.command("preprocess")(preprocess.preprocess)
     app.command("build")(build.build)
     app.command("train")(train.train)

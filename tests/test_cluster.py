@@ -64,7 +64,7 @@ def test_cluster_local_refuses_other_commands_and_train_needs_a_shared_run_dir(c
 def test_two_workers_train_one_model_like_one_worker_with_the_same_global_batch(
     cli, tmp_path, mnist
 ):
-    recipe = "mnist --model fastnet --model-option width=8 --epochs 2 --steps-per-epoch 150"
+    recipe = "mnist --model fastnet --model-option width=8 --epochs 2 --steps-per-epoch 100"
     start = time.perf_counter()
     # --learning-rate is per replica's batch and scaled by the replica count: 2 x 0.0015 here
     r = run(
@@ -83,7 +83,7 @@ def test_two_workers_train_one_model_like_one_worker_with_the_same_global_batch(
     # one model: every weight (BatchNorm's moving statistics too) equal on both workers
     assert chief["weights_sha256"] == workers[1]["weights_sha256"]
     assert chief["test_accuracy"] == workers[1]["test_accuracy"]
-    # the cluster's numbers: 2 replicas, global batch 64, 150 steps of it per epoch
+    # the cluster's numbers: 2 replicas, global batch 64, 100 steps of it per epoch
     assert chief["strategy"] == "multi-worker" and chief["replicas"] == 2
     assert chief["global_batch_size"] == 64
     assert "[worker 0] devices: multi-worker: worker 0 of 2" in r.stderr

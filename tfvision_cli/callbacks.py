@@ -122,10 +122,23 @@ class Backup(keras.callbacks.BackupAndRestore):
     workers restore the chief's backup and write their own to a scratch folder).
     """
 
+    # It saves at epoch ends only: its batch hook does nothing and may run asynchronously.
+    async_safe = True
+
     def __init__(self, backup_dir: str, nan_guard: StopOnNaN, restore_from: str | None = None):
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=False)
         self.nan_guard = nan_guard
         self.restore_from = restore_from
+
+    @staticmethod
+    def epochs_done(backup_dir: str | Path) -> int:
+        """How many epochs the backup in backup_dir holds (0 when there is none)."""
+        try:
+            return int(
+                json.loads((Path(backup_dir) / "training_metadata.json").read_text())["epoch"]
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
 
     def on_train_begin(self, logs=None):
         if self.restore_from is None:
@@ -164,16 +177,34 @@ class Backup(keras.callbacks.BackupAndRestore):
         )
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """TensorBoard with epoch summaries only (no graph, no profiling, no per-step scalars).
+
+    Its batch hooks then do nothing, so it is marked async-safe: one callback that is not makes
+    Keras wait for every step's logs before dispatching the next step.
+    """
+
+    async_safe = True
+
+    def __init__(self, log_dir: str):
+        super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
+
+
 class History(keras.callbacks.CSVLogger):
     """CSVLogger that, when a run resumes, first drops the rows of epochs the backup does not
     hold (an epoch that diverged, or one that ended just before a kill), so that history.csv
-    has one row per epoch of the model being trained.
+    has one row per epoch of the model being trained. List it before Backup: an epoch's row is
+    then written before the backup commits that epoch.
     """
+
+    def __init__(self, filename: str, append: bool, done_epochs: int):
+        super().__init__(filename, append=append)
+        self.done_epochs = done_epochs
 
     def on_train_begin(self, logs=None):
         from tfvision_cli.runs import write_text_atomic
 
-        done = getattr(self.model, "_initial_epoch", None) or 0  # set by Backup, listed earlier
+        done = self.done_epochs
         if self.append and os.path.exists(self.filename):
             with open(self.filename, newline="") as f:
                 rows = list(csv.reader(f))

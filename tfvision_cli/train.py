@@ -106,7 +106,14 @@ def train(
     """Train config.model on config.dataset; write the run directory; return its metrics."""
     tf, keras = _setup_tensorflow(config)
     tf_imported = time.perf_counter()
-    from tfvision_cli.callbacks import Backup, BestModel, History, ProgressEvents, StopOnNaN
+    from tfvision_cli.callbacks import (
+        Backup,
+        BestModel,
+        EpochTensorBoard,
+        History,
+        ProgressEvents,
+        StopOnNaN,
+    )
     from tfvision_cli.data.catalog import is_path_spec, open_dataset
     from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
     from tfvision_cli.distribute import choose_strategy, cluster_size
@@ -244,13 +251,15 @@ def train(
     with _own_files(run, write, placement.worker_index) as own:
         best_model = BestModel(run.model, monitor, state.get("best_value"), write, saved)
         progress = ProgressEvents(emit, config.epochs, steps)
+        # Backup comes last: it commits an epoch only after the model, history row and logs
+        # of that epoch are written, so a kill in between makes the resumed run redo the epoch.
         callbacks = [
             nan_guard,
-            Backup(str(own.backup), nan_guard, restore_from=None if write else str(run.backup)),
             best_model,
-            History(str(own.history), append=resuming and write),
-            keras.callbacks.TensorBoard(str(own.logs), write_graph=False, profile_batch=0),
+            History(str(own.history), resuming and write, Backup.epochs_done(run.backup)),
+            EpochTensorBoard(str(own.logs)),
             progress,
+            Backup(str(own.backup), nan_guard, restore_from=None if write else str(run.backup)),
         ]
         if config.early_stopping:
             callbacks.append(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.helpers import run, subprocess_env, tfvision_cmd
+from tfvision_cli.callbacks import Backup
 
 
 def _worker_results(r: subprocess.CompletedProcess) -> dict[int, dict]:
@@ -119,10 +120,10 @@ def test_a_killed_worker_stops_the_cluster_and_the_same_command_resumes(tmp_path
     launcher = subprocess.Popen(
         args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    history = run_dir / "history.csv"
+    history, backup = run_dir / "history.csv", run_dir / "backup"
     deadline = time.time() + 300
     while time.time() < deadline:  # until the first epoch is finished
-        if history.is_file() and len(history.read_text().strip().splitlines()) >= 2:
+        if Backup.epochs_done(backup) >= 1:
             break
         time.sleep(0.2)
     try:
@@ -133,7 +134,7 @@ def test_a_killed_worker_stops_the_cluster_and_the_same_command_resumes(tmp_path
             launcher.terminate()  # the launcher stops its workers on SIGTERM
             launcher.communicate(timeout=60)
     assert launcher.returncode == 1, err[-3000:]
-    done_before = len(history.read_text().strip().splitlines()) - 1
+    done_before = Backup.epochs_done(backup)  # what the backup committed, not the log
     assert 1 <= done_before < 4, "the kill should land mid-training"
     assert "worker 1 was killed by SIGKILL; the other workers were stopped" in err
     assert "resume with: tfvision cluster local --workers 2 -- train mnist" in err

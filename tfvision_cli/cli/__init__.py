@@ -120,4 +120,25 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    app(prog_name="tfvision")
+    try:
+        app(prog_name="tfvision")
+    except SystemExit as e:
+        if _in_a_cluster():
+            # After a peer is lost, TensorFlow's collective runtime can block or print
+            # tracebacks while the interpreter tears down: a worker leaves at once instead.
+            import os
+            import sys
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0 if e.code is None else e.code if isinstance(e.code, int) else 1)
+        raise
+
+
+def _in_a_cluster() -> bool:
+    from tfvision_cli.distribute import cluster_size
+
+    try:
+        return cluster_size() > 1
+    except TfvisionError:
+        return False

@@ -24,7 +24,7 @@ class TrainConfig:
     model: str = "fastnet"
     model_options: dict[str, Any] = field(default_factory=dict)
     pretrained: bool = False
-    epochs: int = 5
+    epochs: int = 4
     batch_size: int = 128  # per replica; the global batch is batch_size * replicas
     optimizer: str = "adam"
     learning_rate: float = 3e-3  # for the global batch of one replica; scaled by replicas

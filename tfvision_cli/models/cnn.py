@@ -58,7 +58,7 @@ def _conv_bn(x, filters, kernel=3, strides=1, padding="valid", name=None):
     family="cnn",
     description="tfvision's default: a BatchNorm convnet sized for CPU FLOPs",
 )
-def fastnet(input_shape, num_classes, width: int = 32, dropout: float = 0.1):
+def fastnet(input_shape, num_classes, width: int = 24, dropout: float = 0.1):
     """A strided 5x5 stem, then 3x3 convs after downsampling, BatchNorm, global pooling.
 
     Full-resolution convolutions with many channels are what makes MNIST nets slow on a

@@ -1,6 +1,6 @@
 """Side-by-side MNIST benchmark: the published Keras example against tfvision's recipes.
 
-    TFDS_DATA_DIR=... python benchmarks/mnist_recipes.py --seeds 0 1 2 [--write]
+    TFDS_DATA_DIR=... python benchmarks/mnist_recipes.py --seeds 0 1 2 [--write] [--log runs.log]
 
 Runs each recipe as a whole command (TensorFlow import, data, model build, training, test
 evaluation), alternating recipes within each seed so that machine drift hits all alike, and
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -137,14 +138,32 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     ap.add_argument("--write", action="store_true", help="store the table in RESULTS.md")
+    ap.add_argument(
+        "--log",
+        type=Path,
+        help="a file of per-run results: runs found in it are not run again, new ones are "
+        "appended (resumes a long benchmark)",
+    )
     args = ap.parse_args()
+    done = {}
+    if args.log and args.log.is_file():
+        for line in args.log.read_text().splitlines():
+            m = re.match(r"^seed (\d+) (.+?): (\{.*\})$", line)
+            if m:
+                done[(int(m.group(1)), m.group(2))] = json.loads(m.group(3))
     results: dict[str, list[dict]] = {r: [] for r in args.recipes}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for name in args.recipes:
-                r = run(command(name, seed, f"{tmp}/{len(results[name])}-{seed}-{hash(name)}"))
+                r = done.get((seed, name))
+                if r is None:
+                    r = run(command(name, seed, f"{tmp}/{seed}-{hash(name)}"))
+                    line = f"seed {seed} {name}: {json.dumps(r)}"
+                    if args.log:
+                        with args.log.open("a") as f:
+                            f.write(line + "\n")
+                    print(line, file=sys.stderr, flush=True)
                 results[name].append(r)
-                print(f"seed {seed} {name}: {json.dumps(r)}", file=sys.stderr, flush=True)
     med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
     ref = med.get("reference (Keras example)")
     lines = [

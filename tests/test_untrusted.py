@@ -19,14 +19,40 @@ def test_a_keras_file_with_a_lambda_layer_is_refused(cli, tmp_path):
     import keras
 
     marker = tmp_path / "code-ran"
+    # the Lambda's code touches a file whenever it runs; Keras stores that code in the file
+    touch = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x * 2)[1]")
     inputs = keras.Input((4,))
-    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
     path = tmp_path / "evil.keras"
-    keras.Model(inputs, outputs).save(path)
+    keras.Model(inputs, keras.layers.Lambda(touch)(inputs)).save(path)
+    marker.unlink()  # building the model above ran it once
     r = cli("evaluate", str(path), "--dataset", "digits")
     assert r.exit_code == 1
     assert "Lambda" in r.stderr and "refused" in r.stderr
     assert not marker.exists()
+    # the check can fail: loading the same file without safe_mode does run its code
+    keras.models.load_model(path, safe_mode=False)
+    assert marker.exists()
+
+
+def test_a_config_file_cannot_run_code(tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"epochs: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        read_yaml(evil)
+    assert not marker.exists()
+
+
+def test_no_pickle_and_no_unsafe_loader_anywhere_in_the_package():
+    from pathlib import Path
+
+    import tfvision_cli
+
+    banned = ("import pickle", "allow_pickle=True", "yaml.load(", "unsafe_load", "safe_mode=False")
+    for source in Path(tfvision_cli.__file__).parent.rglob("*.py"):
+        text = source.read_text()
+        for word in banned:
+            assert word not in text, f"{source}: {word}"
 
 
 @settings(

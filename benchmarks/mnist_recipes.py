@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+NOTES_MARKER = "<!-- notes: kept as they are by --write -->"
 PY = sys.executable
 
 TFVISION = [PY, "-m", "tfvision_cli", "train", "mnist"]
@@ -194,9 +195,13 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        (HERE / "RESULTS.md").write_text(
+        # what follows the marker (targets, analysis: written by people) is kept
+        path = HERE / "RESULTS.md"
+        old = path.read_text() if path.is_file() else ""
+        notes = old[old.index(NOTES_MARKER) :] if NOTES_MARKER in old else NOTES_MARKER + "\n"
+        path.write_text(
             "# MNIST recipes: latest results\n\nMade by "
-            "`python benchmarks/mnist_recipes.py --write`.\n\n" + table + "\n"
+            "`python benchmarks/mnist_recipes.py --write`.\n\n" + table + "\n\n" + notes
         )
 
 

@@ -130,8 +130,9 @@ def test_preprocess_refuses_to_overwrite(cli, image_folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    r = cli("preprocess", image_folder, "--out", out)
-    assert r.exit_code == 2 and "--overwrite" in r.stderr
+    for extra in ((), ("--overwrite",)):  # a folder tfvision did not write: never replaced
+        r = cli("preprocess", image_folder, "--out", out, *extra)
+        assert r.exit_code == 2 and "not written by tfvision" in r.stderr
     assert (out / "keep.txt").read_text() == "mine"
 
 

@@ -120,9 +120,9 @@ def test_a_broken_export_is_caught_by_the_gate(cli, mnist_run, tmp_path, monkeyp
     """An artifact whose input scaling is wrong (x/127.5 instead of x/255) must not be written."""
     from tfvision_cli import export as export_lib
 
-    real = export_lib.write_artifact
+    real = export_lib.WRITERS["tflite"]
 
-    def wrong_scaling(model, fmt, folder, quantize="none", calibration=None):
+    def wrong_scaling(model, folder, quantize="none", calibration=None):
         import keras
 
         config = model.get_config()
@@ -131,9 +131,9 @@ def test_a_broken_export_is_caught_by_the_gate(cli, mnist_run, tmp_path, monkeyp
                 layer["config"]["scale"] = 1 / 127.5
         broken = keras.Model.from_config(config)
         broken.set_weights(model.get_weights())
-        return real(broken, fmt, folder, quantize, calibration)
+        return real(broken, folder, quantize, calibration)
 
-    monkeypatch.setattr(export_lib, "write_artifact", wrong_scaling)
+    monkeypatch.setitem(export_lib.WRITERS, "tflite", wrong_scaling)
     out = tmp_path / "broken"
     r = cli("export", mnist_run, "--format", "tflite", "--out", out)
     assert r.exit_code == 1

@@ -68,7 +68,9 @@ def test_a_full_disk_is_a_clear_error_and_earlier_artifacts_stay_intact(cli, tmp
     # every file write past half the model's size fails, as when the disk fills up
     limit = file_size_limit(model_size // 2)
     commands = {
-        "export": tfvision_cmd("export --format savedmodel --out", tmp_path / "sm", trained),
+        "export": tfvision_cmd(
+            "export --force --format savedmodel --out", tmp_path / "sm", trained
+        ),
         "train": tfvision_cmd("train --epochs 3 --run-dir", trained),
     }
     for name, args in commands.items():
@@ -150,7 +152,7 @@ def test_export_and_preprocess_killed_at_random_moments_leave_old_or_new_never_h
     if command == "export":
         trained = _train_digits(cli, tmp_path / "run")
         target = tmp_path / "sm"
-        args = tfvision_cmd("export --format savedmodel --out", target, trained)
+        args = tfvision_cmd("export --force --format savedmodel --out", target, trained)
     else:
         target = tmp_path / "prepared"
         args = tfvision_cmd("preprocess --overwrite", image_folder, "--out", target)

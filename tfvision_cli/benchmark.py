@@ -10,26 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli.errors import UsageError, did_you_mean
-
-# A variant is a format, optionally with its quantization: tflite-int8, tflite-float16, ...
-VARIANTS = (
-    "keras",
-    "savedmodel",
-    "tflite",
-    "tflite-float16",
-    "tflite-dynamic",
-    "tflite-int8",
-    "onnx",
-)
+from tfvision_cli.formats import variants
 
 
 def parse_variants(text: str) -> list[str]:
+    """'keras,tflite-int8' -> ['keras', 'tflite-int8']; a variant is a format, optionally with
+    its quantization (formats.variants())."""
+    known = variants()
     names = [v.strip() for v in text.split(",") if v.strip()]
     for v in names:
-        if v not in VARIANTS:
+        if v not in known:
             raise UsageError(
-                f"unknown format {v!r}.{did_you_mean(v, VARIANTS)} "
-                f"Choose from: {', '.join(VARIANTS)}"
+                f"unknown format {v!r}.{did_you_mean(v, known)} Choose from: {', '.join(known)}"
             )
     return names
 
@@ -82,7 +74,9 @@ def benchmark(
     on_progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """One row per variant; exports what is missing (with the parity gate) first."""
-    from tfvision_cli.export import default_folder, export, held_out, load_exported
+    from tfvision_cli.export import default_folder, export, held_out
+    from tfvision_cli.files import read_marker
+    from tfvision_cli.loaders import load_exported
 
     if source.keras_model is None:
         raise UsageError("benchmark needs a trained Keras model: a run directory, latest or .keras")
@@ -120,10 +114,10 @@ def benchmark(
         fmt, _, quantize = variant.partition("-")
         folder = default_folder(source, fmt, quantize or "none")
         meta_path = folder / "metadata.json"
-        if not meta_path.is_file():
+        if (read_marker(folder) or {}).get("kind") != "export":
             export(source, fmt, folder, quantize or "none")
         meta = json.loads(meta_path.read_text())
-        predictor = load_exported(folder)
+        predictor = load_exported(folder, trust=True)  # tfvision's own export of source
         row = measure(predictor, images, labels, runs, warmup, batch)
         row.update(format=fmt, variant=variant, size_bytes=meta["size_bytes"], path=str(folder))
         rows.append(row)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import keras
 
+from tfvision_cli.files import atomic_file, write_text_atomic
 from tfvision_cli.models.io import save_model
 
 
@@ -161,16 +162,8 @@ class Backup(keras.callbacks.BackupAndRestore):
             super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
-        from tfvision_cli.runs import write_text_atomic
-
-        os.makedirs(self.backup_dir, exist_ok=True)
-        tmp = os.path.join(self.backup_dir, f".latest.tmp-{os.getpid()}.weights.h5")
-        try:
+        with atomic_file(Path(self._weights_path), suffix=".weights.h5") as tmp:
             self.model.save_weights(tmp, overwrite=True)
-            os.replace(tmp, self._weights_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         # Weights first: a kill between the two renames repeats one epoch, never skips one.
         write_text_atomic(
             self._training_metadata_path, json.dumps({"epoch": self._current_epoch, "batch": 0})
@@ -190,7 +183,7 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
         super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
 
 
-class History(keras.callbacks.CSVLogger):
+class ResumableCSVLogger(keras.callbacks.CSVLogger):
     """CSVLogger that, when a run resumes, first drops the rows of epochs the backup does not
     hold (an epoch that diverged, or one that ended just before a kill), so that history.csv
     has one row per epoch of the model being trained. List it before Backup: an epoch's row is
@@ -202,8 +195,6 @@ class History(keras.callbacks.CSVLogger):
         self.done_epochs = done_epochs
 
     def on_train_begin(self, logs=None):
-        from tfvision_cli.runs import write_text_atomic
-
         done = self.done_epochs
         if self.append and os.path.exists(self.filename):
             with open(self.filename, newline="") as f:

@@ -14,6 +14,20 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 AUGMENTS = ("none", "light", "standard")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+# Upper bounds: far above any sane run, low enough that a typo fails at once instead of
+# running out of memory half a minute later.
+MAX_IMAGE_SIDE = 4096
+LIMITS = {
+    "epochs": 100_000,
+    "batch_size": 65_536,
+    "steps_per_epoch": 10_000_000,
+    "steps_per_execution": 100_000,
+    "early_stopping": 100_000,
+    "warmup_epochs": 100_000,
+    "learning_rate": 10.0,
+    "weight_decay": 1.0,
+    "seed": 2**32 - 1,
+}
 
 
 @dataclass
@@ -111,6 +125,21 @@ class TrainConfig:
                 f"image size must be two positive integers, got {self.image_size!r}",
             )
         check(isinstance(self.model_options, dict), "model_options must be a mapping")
+        check(
+            _integer(self.seed) and self.seed >= 0,
+            f"seed must be an integer >= 0, got {self.seed!r}",
+        )
+        if self.image_size is not None:
+            check(
+                max(self.image_size) <= MAX_IMAGE_SIDE,
+                f"image size must be at most {MAX_IMAGE_SIDE}, got {self.image_size!r}",
+            )
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            check(
+                value is None or (_finite(value) and value <= limit),
+                f"{name.replace('_', ' ')} must be at most {limit:g}, got {value!r}",
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,21 +179,59 @@ def field_names() -> list[str]:
     return [f.name for f in fields(TrainConfig)]
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A config file as a mapping (safe loader; unknown keys rejected)."""
+MAX_YAML_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is not a config
+MAX_YAML_DEPTH = 16
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse YAML safely and boundedly: plain data only (no tags that build objects), no
+    anchors or aliases (a few hundred bytes of them can expand to gigabytes), limited size and
+    nesting. Every YAML tfvision reads goes through here."""
     import yaml
 
+    class _Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise UsageError(
+                    f"{where} uses YAML anchors or aliases (& or *), which tfvision refuses: "
+                    "write the values out"
+                )
+            if self._depth >= MAX_YAML_DEPTH:
+                raise UsageError(f"{where} is nested more than {MAX_YAML_DEPTH} levels deep")
+            self._depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    if len(text.encode("utf-8", "surrogateescape")) > MAX_YAML_BYTES:
+        raise UsageError(f"{where} is larger than {MAX_YAML_BYTES >> 20} MiB; not a config")
+    try:
+        loader = _Loader(text)
+        loader._depth = 0
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        raise UsageError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file as a mapping (safe, bounded loader; unknown keys rejected)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
+            raise UsageError(f"config file {path} is larger than 1 MiB; not a config")
+        text = path.read_text()
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UsageError(
-            f"config file {path} is not valid YAML: {str(e).splitlines()[0]}"
-        ) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text") from None
     except OSError as e:
         raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
+    data = load_yaml(text, f"config file {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -11,6 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+from tfvision_cli.text import visible
 
 # Logs, tables and progress go to stderr; stdout carries data only.
 err = Console(stderr=True, highlight=False)
@@ -28,7 +31,13 @@ def set_quiet(quiet: bool) -> None:
 
 def set_prefix(prefix: str) -> None:
     global _prefix
-    _prefix = escape(prefix)
+    _prefix = safe(prefix)
+
+
+def safe(value: Any) -> str:
+    """User-controlled text (a path, a file or class name) for a Rich markup string: markup
+    shown literally, control characters and escape sequences shown as visible escapes."""
+    return escape(visible(os.fspath(value) if isinstance(value, os.PathLike) else str(value)))
 
 
 def is_quiet() -> bool:
@@ -39,18 +48,27 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def log(message: str) -> None:
-    """A line of progress for people, on stderr."""
+def log(markup: str, **values: Any) -> None:
+    """A line of progress for people, on stderr. markup is tfvision's own Rich markup; user
+    text goes in values, each escaped: log("[green]wrote[/] {path}", path=out)."""
     if not _quiet:
-        err.print(_prefix + message)
+        err.print(_prefix + _fill(markup, values))
+
+
+def _fill(markup: str, values: dict[str, Any]) -> str:
+    if not values:
+        return markup
+    return markup.format(
+        **{k: safe(v) if isinstance(v, str | os.PathLike) else v for k, v in values.items()}
+    )
 
 
 def warn(message: str) -> None:
-    err.print(f"{_prefix}[yellow]warning:[/] {escape(message)}")
+    err.print(f"{_prefix}[yellow]warning:[/] {safe(message)}", soft_wrap=True)
 
 
 def error(message: str) -> None:
-    err.print(f"{_prefix}[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err.print(f"{_prefix}[bold red]error:[/] {safe(message)}", soft_wrap=True)
 
 
 def emit_json(obj: Any) -> None:
@@ -73,15 +91,22 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def cell(value: Any, style: str = "") -> Text:
+    """A table cell shown literally (never parsed as markup), control characters visible."""
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else visible(str(value)), style=style)
+
+
 def table(title: str | None, columns: list[str], rows: list[list[Any]], **kwargs: Any) -> Table:
-    t = Table(title=title, **kwargs)
+    t = Table(title=cell(title) if title else None, **kwargs)
     for c in columns:
         justify = (
             "right" if c.startswith("#") or c.lower() in {"params", "count", "classes"} else "left"
         )
-        t.add_column(c.lstrip("#"), justify=justify)
+        t.add_column(cell(c[1:] if c.startswith("#") else c), justify=justify)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        t.add_row(*(cell(v) for v in r))
     return t
 
 
@@ -122,21 +147,22 @@ class TrainingReporter:
     def __call__(self, kind: str, **d: Any) -> None:
         if kind == "run":
             self.run_path = d["path"]
-            log(f"{'resuming' if d['resuming'] else 'run'}: {d['path']}")
+            log(("resuming" if d["resuming"] else "run") + ": {path}", path=d["path"])
         elif kind == "download":
-            log(f"{d['name']} is not prepared yet: downloading it through TFDS")
+            log("{name} is not prepared yet: downloading it through TFDS", name=d["name"])
         elif kind == "placement":
             if d.get("workers", 1) > 1:
                 set_prefix(f"[worker {d['worker']}] ")
-            log(f"devices: {d['text']}")
+            log("devices: {text}", text=d["text"])
         elif kind == "skipped":
             for failure in d["files"]:
                 warn(f"skipped {failure}")
         elif kind == "data":
             log(
-                f"data: {d['name']} {'x'.join(map(str, d['shape']))}, {d['classes']} classes; "
+                "data: {name} " + "x".join(map(str, d["shape"])) + f", {d['classes']} classes; "
                 f"train {d['train']:,}, val {d['val']:,}, test {d['test']:,}; "
-                f"global batch {d['global_batch']}, {d['steps']} steps/epoch"
+                f"global batch {d['global_batch']}, {d['steps']} steps/epoch",
+                name=d["name"],
             )
         elif kind == "epoch_begin" and self._live:
             self._start_bar(d)

@@ -108,8 +108,7 @@ def evaluate(
     h, w, c = predictor.input_shape
     data = open_dataset(name, data_dir=data_dir or predictor.data_dir, image_size=(h, w))
     info = data.info
-    if hasattr(data, "require_prepared"):
-        data.require_prepared()
+    data.require_available()
     if split not in info.splits:
         raise UsageError(
             f"dataset {info.name} has no split {split!r} (it has {', '.join(info.splits)})"

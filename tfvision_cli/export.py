@@ -1,20 +1,19 @@
 """`tfvision export`: SavedModel, .keras, LiteRT (.tflite) and ONNX, each proven by a parity gate.
 
-Every export is written to a folder of its own under a temporary name:
+Every export is written to a folder of its own, under a temporary name first (files.py):
 
     <run>/exports/<format>[-<quantize>]/    (or --out DIR)
         model.tflite | model.onnx | model.keras | saved_model.pb + variables/
         metadata.json                        classes, input, preprocessing, source, parity
 
 The artifact is run in its own runtime (TensorFlow, LiteRT, onnxruntime) on held-out images next
-to the Keras model; below the agreement threshold the folder is deleted and the command fails.
+to the Keras model; below the agreement threshold nothing is written and the command fails. An
+existing folder at --out is replaced only if it is a tfvision export (and only with --force).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli import __version__
-from tfvision_cli.errors import TfvisionError, UsageError, did_you_mean
+from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.files import atomic_dir, check_replaceable
+from tfvision_cli.formats import FORMATS, check_options
+from tfvision_cli.loaders import load_exported
 from tfvision_cli.predictor import Predictor
-from tfvision_cli.runs import remove_stale_temps, replace_dir
+from tfvision_cli.tf_import import quiet_stderr
 
-FORMATS = ("savedmodel", "keras", "tflite", "onnx")
-QUANTIZE = ("none", "float16", "dynamic", "int8")
-ARTIFACT = {"keras": "model.keras", "tflite": "model.tflite", "onnx": "model.onnx"}
 DEFAULT_AGREEMENT = {"float": 0.999, "int8": 0.99}
 
 
@@ -37,20 +36,6 @@ class ExportResult:
     path: Path  # the artifact (file, or the SavedModel folder)
     folder: Path
     metadata: dict
-
-
-def check_options(fmt: str, quantize: str) -> None:
-    if fmt not in FORMATS:
-        raise UsageError(
-            f"unknown format {fmt!r}.{did_you_mean(fmt, FORMATS)} Formats: {', '.join(FORMATS)}"
-        )
-    if quantize not in QUANTIZE:
-        raise UsageError(
-            f"unknown quantization {quantize!r}.{did_you_mean(quantize, QUANTIZE)} "
-            f"Choose from: {', '.join(QUANTIZE)}"
-        )
-    if quantize != "none" and fmt != "tflite":
-        raise UsageError(f"--quantize {quantize} applies to --format tflite only")
 
 
 def export(
@@ -62,10 +47,11 @@ def export(
     min_agreement: float | None = None,
     examples: int = 1000,
     calibration: int = 300,
-    overwrite: bool = True,
+    force: bool = False,
 ) -> ExportResult:
-    """Export a Keras predictor to fmt; verify parity unless verify=False."""
-    check_options(fmt, quantize)
+    """Export a Keras predictor to fmt; verify parity unless verify=False. An existing export
+    at out is replaced only with force; anything else there is never touched."""
+    form = check_options(fmt, quantize)
     if source.keras_model is None:
         raise UsageError(
             f"export needs a trained Keras model (a run directory, latest or a "
@@ -76,46 +62,47 @@ def export(
     if not 0 < min_agreement <= 1:
         raise UsageError(f"--min-agreement must be in (0, 1], got {min_agreement}")
     folder = Path(out) if out else default_folder(source, fmt, quantize)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder} is a file; give a folder for the export")
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise UsageError(f"{folder} exists", hint="remove it or pass another --out")
+    _check_not_source(source, folder)
+    check_replaceable(folder, "export", force)  # before minutes of work, not after
 
     check_images = held_out(source, examples) if verify else None
     calib = _calibration_images(source, calibration) if quantize == "int8" else None
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder.parent)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir()
-        artifact = write_artifact(source.keras_model, fmt, tmp, quantize, calib)
-        parity = {"verified": False}
-        if verify:
-            exported = load_exported(
-                artifact if fmt != "savedmodel" else tmp, class_names=source.class_names
-            )
-            parity = parity_check(source, exported, *check_images)
-            parity["min_agreement"] = min_agreement
-            if parity["agreement"] < min_agreement:
-                raise TfvisionError(
-                    f"parity gate failed: the {fmt}{'-' + quantize if quantize != 'none' else ''}"
-                    f" export agrees with the Keras model on {parity['agreement']:.2%} of "
-                    f"{parity['examples']} held-out images (needs {min_agreement:.2%}; max "
-                    f"|Δp| {parity['max_abs_diff']:.3g}); nothing was written",
-                    hint="--min-agreement lowers the bar, --no-verify skips the check",
-                )
-        metadata = _metadata(source, fmt, quantize, artifact, tmp, parity)
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        replace_dir(tmp, folder)
+        with atomic_dir(folder, "export", force) as tmp:
+            artifact = WRITERS[fmt](source.keras_model, tmp, quantize, calib)
+            parity = {"verified": False}
+            if verify:
+                exported = load_exported(artifact, class_names=source.class_names, trust=True)
+                parity = _gate(source, exported, check_images, fmt, quantize, min_agreement)
+            metadata = _metadata(source, fmt, quantize, artifact, tmp, parity)
+            (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise TfvisionError(f"cannot write {folder}: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    path = folder if fmt == "savedmodel" else folder / ARTIFACT[fmt]
-    return ExportResult(path, folder, metadata)
+    return ExportResult(folder / form.artifact if form.artifact else folder, folder, metadata)
+
+
+def _check_not_source(source: Predictor, folder: Path) -> None:
+    """--out must not be, or hold, the model being exported or its run."""
+    resolved = folder.resolve()
+    for own in (source.path, source.run_dir):
+        if own is not None and (
+            Path(own).resolve() == resolved or resolved in Path(own).resolve().parents
+        ):
+            raise UsageError(f"--out {folder} holds the model being exported; choose another")
+
+
+def _gate(source, exported, check_images, fmt, quantize, min_agreement) -> dict:
+    parity = parity_check(source, exported, *check_images)
+    parity["min_agreement"] = min_agreement
+    if parity["agreement"] < min_agreement:
+        raise TfvisionError(
+            f"parity gate failed: the {fmt}{'-' + quantize if quantize != 'none' else ''}"
+            f" export agrees with the Keras model on {parity['agreement']:.2%} of "
+            f"{parity['examples']} held-out images (needs {min_agreement:.2%}; max "
+            f"|Δp| {parity['max_abs_diff']:.3g}); nothing was written",
+            hint="--min-agreement lowers the bar, --no-verify skips the check",
+        )
+    return parity
 
 
 def default_folder(source: Predictor, fmt: str, quantize: str) -> Path:
@@ -152,28 +139,36 @@ def _calibration_images(source: Predictor, n: int) -> np.ndarray:
     return images[np.sort(idx)]
 
 
-def write_artifact(
-    model, fmt: str, folder: Path, quantize: str = "none", calibration: np.ndarray | None = None
-) -> Path:
-    """Write the artifact for fmt into folder with Keras's own exporters; return its path."""
-    from tfvision_cli.tf_import import quiet_stderr
+def _called_once(model):
+    # Keras exports need a model that has been called once (a freshly loaded one has not).
+    model(np.zeros((1, *model.inputs[0].shape[1:]), dtype=np.uint8), training=False)
+    return model
+
+
+def _write_keras(model, folder: Path, quantize: str, calibration) -> Path:
+    from tfvision_cli.models.io import save_model
+
+    return save_model(model, folder / FORMATS["keras"].artifact)
+
+
+def _write_savedmodel(model, folder: Path, quantize: str, calibration) -> Path:
+    with quiet_stderr():
+        _called_once(model).export(str(folder), format="tf_saved_model", verbose=False)
+    return folder
+
+
+def _write_onnx(model, folder: Path, quantize: str, calibration) -> Path:
+    path = folder / FORMATS["onnx"].artifact
+    with quiet_stderr():
+        _called_once(model).export(str(path), format="onnx", verbose=False)
+    return path
+
+
+def _write_tflite(model, folder: Path, quantize: str, calibration) -> Path:
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
-    # Keras exports need a model that has been called once (a freshly loaded one has not).
-    model(np.zeros((1, *model.inputs[0].shape[1:]), dtype=np.uint8), training=False)
-    if fmt == "keras":
-        from tfvision_cli.models.io import save_model
-
-        return save_model(model, folder / ARTIFACT["keras"])
-    if fmt == "savedmodel":
-        with quiet_stderr():
-            model.export(str(folder), format="tf_saved_model", verbose=False)
-        return folder
-    if fmt == "onnx":
-        with quiet_stderr():
-            model.export(str(folder / ARTIFACT["onnx"]), format="onnx", verbose=False)
-        return folder / ARTIFACT["onnx"]
+    _called_once(model)
     options: dict = {}
     if quantize == "float16":
         options = {
@@ -193,9 +188,19 @@ def write_artifact(
             "representative_dataset": representative,
             "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
         }
+    path = folder / FORMATS["tflite"].artifact
     with quiet_stderr():
-        model.export(str(folder / ARTIFACT["tflite"]), format="litert", verbose=False, **options)
-    return folder / ARTIFACT["tflite"]
+        model.export(str(path), format="litert", verbose=False, **options)
+    return path
+
+
+# format name -> writer(model, folder, quantize, calibration images) -> the artifact's path
+WRITERS = {
+    "savedmodel": _write_savedmodel,
+    "keras": _write_keras,
+    "tflite": _write_tflite,
+    "onnx": _write_onnx,
+}
 
 
 def parity_check(reference: Predictor, exported: Predictor, images, labels) -> dict:
@@ -262,116 +267,3 @@ def _describe_layer(layer) -> str:
     if type(layer).__name__ == "Resizing":
         return f"resize to {config['height']}x{config['width']} ({config['interpolation']})"
     return "grey to RGB (repeat the channel)"
-
-
-def load_exported(path: Path, class_names: list[str] | None = None) -> Predictor:
-    """An exported model in its own runtime: a SavedModel folder, .tflite, .onnx, or the
-    export folder holding one of them with metadata.json."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    meta_file = folder / "metadata.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    if path.is_dir() and not (path / "saved_model.pb").is_file():
-        if meta.get("artifact") and meta["artifact"] != ".":
-            path = path / meta["artifact"]
-        else:
-            raise UsageError(f"{path} holds no exported model")
-    names = class_names or meta.get("class_names")
-    if path.suffix == ".keras":
-        from tfvision_cli.predictor import _keras_predictor
-
-        return _keras_predictor(path, names, meta.get("dataset"), None, None)
-    if (path / "saved_model.pb").is_file():
-        fn, shape, n = _savedmodel_fn(path)
-        fmt = "savedmodel"
-    elif path.suffix == ".tflite":
-        fn, shape, n = _tflite_fn(path)
-        fmt = "tflite"
-    elif path.suffix == ".onnx":
-        fn, shape, n = _onnx_fn(path)
-        fmt = "onnx"
-    else:
-        raise UsageError(f"{path} is not a SavedModel, .tflite or .onnx model")
-    names = list(names) if names and len(names) == n else [str(i) for i in range(n)]
-    return Predictor(path, fmt, names, shape, meta.get("dataset"), None, None, fn)
-
-
-def _savedmodel_fn(path: Path):
-    from tfvision_cli.tf_import import tf as import_tf
-
-    tf = import_tf()
-    try:
-        loaded = tf.saved_model.load(str(path))
-        signature = loaded.signatures["serving_default"]
-    except (OSError, KeyError, ValueError) as e:
-        raise TfvisionError(f"cannot load SavedModel {path}: {str(e).splitlines()[0]}") from None
-    spec = list(signature.structured_input_signature[1].values())[0]
-    shape = tuple(int(d) for d in spec.shape[1:])
-    out_spec = list(signature.structured_outputs.values())[0]
-    n = int(out_spec.shape[-1])
-
-    def fn(batch):
-        result = signature(tf.constant(batch, dtype=spec.dtype))
-        return list(result.values())[0].numpy()
-
-    fn.keepalive = loaded  # the signature needs its object alive
-    return fn, shape, n
-
-
-def _tflite_fn(path: Path):
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        raise TfvisionError(
-            "running .tflite models needs ai-edge-litert", hint="pip install ai-edge-litert"
-        ) from None
-    from tfvision_cli.tf_import import quiet_stderr
-
-    try:
-        with quiet_stderr():  # LiteRT announces its XNNPACK delegate on stderr
-            interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
-    except (ValueError, RuntimeError) as e:
-        raise TfvisionError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    shape = tuple(int(d) for d in inp["shape"][1:])
-    n = int(out["shape"][-1])
-    state = {"batch": None}
-
-    def fn(batch):
-        batch = np.asarray(batch)
-        if state["batch"] != len(batch):
-            interpreter.resize_tensor_input(inp["index"], [len(batch), *shape])
-            with quiet_stderr():
-                interpreter.allocate_tensors()
-            state["batch"] = len(batch)
-        interpreter.set_tensor(inp["index"], batch.astype(inp["dtype"]))
-        interpreter.invoke()
-        result = interpreter.get_tensor(out["index"])
-        scale, zero = out["quantization"]
-        if scale:
-            result = (result.astype(np.float32) - zero) * scale
-        return result.astype(np.float32)
-
-    return fn, shape, n
-
-
-def _onnx_fn(path: Path):
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise TfvisionError(
-            "running .onnx models needs onnxruntime", hint="pip install onnxruntime"
-        ) from None
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise TfvisionError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
-    inp = session.get_inputs()[0]
-    shape = tuple(int(d) for d in inp.shape[1:])
-    n = int(session.get_outputs()[0].shape[-1])
-
-    def fn(batch):
-        return session.run(None, {inp.name: np.asarray(batch, dtype=np.uint8)})[0]
-
-    return fn, shape, n

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
+
+from tfvision_cli.errors import UsageError
+from tfvision_cli.files import atomic_file
+
+SOFTWARE = "tfvision"  # the PNG tag that proves a picture is tfvision's
 
 
 def _pyplot():
@@ -21,16 +25,47 @@ def _pyplot():
 def save_figure(fig, out: Path) -> Path:
     """Write a PNG atomically (temporary name, then rename)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=fig.dpi, bbox_inches="tight")
-        os.replace(tmp, out)
+        check_png_replaceable(out)
+        with atomic_file(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=fig.dpi, bbox_inches="tight", metadata={"Software": SOFTWARE})
     finally:
-        if tmp.exists():
-            tmp.unlink()
         _pyplot().close(fig)
     return out
+
+
+def check_png_replaceable(out: Path) -> None:
+    """A picture is replaced only if tfvision drew it (its PNG says so): never a user's file."""
+    if not (out.exists() or out.is_symlink()):
+        return
+    from tfvision_cli.runs import RunDir
+
+    if out.is_file() and not out.is_symlink() and RunDir(out.parent).is_ours():
+        return  # a run directory is tfvision's (pictures of older versions carry no tag)
+    if out.is_symlink() or not out.is_file():
+        raise UsageError(
+            f"{out} exists and is not a picture tfvision wrote; refusing to replace it"
+        )
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(out) as im:
+            ours = im.format == "PNG" and str(im.info.get("Software", "")) == SOFTWARE
+    except (OSError, UnidentifiedImageError, ValueError):
+        ours = False
+    if not ours:
+        raise UsageError(
+            f"{out} exists and was not written by tfvision; refusing to replace it",
+            hint="choose another name or folder",
+        )
+
+
+def plain(text: str) -> str:
+    """text shown literally by matplotlib: no mathtext ($...$), control characters visible."""
+    from tfvision_cli.text import visible
+
+    lines = str(text).split("\n")  # titles break lines on purpose
+    return "\n".join(visible(line) for line in lines).replace("$", r"\$")
 
 
 def image_grid(
@@ -60,9 +95,9 @@ def image_grid(
         else:
             ax.imshow(img, interpolation="nearest")
         color = title_colors[i] if title_colors else "black"
-        ax.set_title(titles[i], fontsize=9, color=color)
+        ax.set_title(plain(titles[i]), fontsize=9, color=color)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=11)
+        fig.suptitle(plain(suptitle), fontsize=11)
     fig.tight_layout()
     return save_figure(fig, out)
 
@@ -86,7 +121,7 @@ def confusion_matrix(cm: np.ndarray, class_names: list[str], out: Path, title: s
     im = ax.imshow(off, cmap="Reds", vmin=0, vmax=worst)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="mistakes: share of the true class")
     ticks = np.arange(n)
-    labels = class_names if n <= 40 else [""] * n
+    labels = [plain(c) for c in class_names] if n <= 40 else [""] * n
     long = max(map(len, class_names)) > 2
     ax.set_xticks(ticks, labels, rotation=45 if long else 0, ha="right" if long else "center")
     ax.set_yticks(ticks, labels)
@@ -106,7 +141,7 @@ def confusion_matrix(cm: np.ndarray, class_names: list[str], out: Path, title: s
                         fontsize=8,
                         color="white" if level > 0.55 else "black",
                     )
-    ax.set_title(title)
+    ax.set_title(plain(title))
     fig.tight_layout()
     return save_figure(fig, out)
 

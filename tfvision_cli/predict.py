@@ -16,8 +16,10 @@ def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
     """Files as given, directories searched recursively (sorted), `-`: one path per stdin line."""
     for item in inputs:
         if item == "-":
-            for line in stdin:
-                line = line.rstrip("\r\n")
+            # Bytes, decoded as the file system does: a name that is not valid UTF-8 is still
+            # a path (os.fsdecode keeps its bytes), whatever the locale says.
+            for raw in getattr(stdin, "buffer", None) or _encoded(stdin):
+                line = os.fsdecode(raw.rstrip(b"\r\n"))
                 if line:
                     yield line
         elif os.path.isdir(item):
@@ -28,6 +30,11 @@ def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
                         yield os.path.join(root, f)
         else:
             yield item
+
+
+def _encoded(stdin: TextIO) -> Iterator[bytes]:
+    for line in stdin:  # a text stream without a byte buffer (tests' StringIO)
+        yield os.fsencode(line)
 
 
 def predict_paths(

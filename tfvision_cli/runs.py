@@ -1,7 +1,8 @@
-"""The run directory: its layout, finding `latest`, and atomic writes.
+"""The run directory: its layout, ownership, lock, and finding `latest`.
 
 saved_models/<dataset>-<model>-<YYYYmmdd-HHMMSS>/
-    run.json        status, dataset, model, created
+    run.json        tfvision's marker: status, dataset, model, created, tfvision version
+    run.lock        held (flock) by the process training this run
     config.yaml     the resolved configuration
     classes.json    class names and input shape
     model.keras     the best epoch by validation accuracy
@@ -9,87 +10,46 @@ saved_models/<dataset>-<model>-<YYYYmmdd-HHMMSS>/
     history.csv     one row per epoch
     metrics.json    test accuracy and loss, validation accuracy, epochs, timings
     logs/           TensorBoard
+
+A folder is a run only if its run.json says tfvision wrote it: a user's folder that happens to
+hold a config.yaml is never read as a run, written into or resumed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from tfvision_cli.errors import UsageError
+from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.files import write_json
+
+# run.json fields and their types; a run.json that does not fit is "unreadable"
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "tfvision": (str,),
+    "status": (str,),
+    "dataset": (str,),
+    "model": (str,),
+    "created": (int, float),
+    "best_epoch": (int,),
+    "best_value": (int, float),
+    "monitor": (str,),
+}
+_MAX_STATE_BYTES = 1 << 20
 
 
 def runs_root() -> Path:
     return Path(os.environ.get("TFVISION_RUNS_DIR", "saved_models"))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-_TEMP = re.compile(r"^\..+\.(?:tmp|old)-(\d+)(?:\..*)?$")
-
-
-def remove_stale_temps(folder: Path, only: str | None = None) -> None:
-    """Remove the temporary names (.<name>.tmp-<pid>...) that a killed tfvision process left
-    in folder (or only the one named `only`); those of running processes are left alone."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return
-    for p in [folder / only] if only else folder.iterdir():
-        m = _TEMP.match(p.name)
-        if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move the folder new into place at target; an old target is removed only after the move."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, old)
-        os.rename(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(new, target)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+class RunStateError(TfvisionError):
+    """A run.json that is missing, unreadable or not tfvision's."""
 
 
 class RunDir:
@@ -104,25 +64,101 @@ class RunDir:
     backup = property(lambda self: self.path / "backup")
     logs = property(lambda self: self.path / "logs")
     state = property(lambda self: self.path / "run.json")
+    lock_file = property(lambda self: self.path / "run.lock")
 
     def exists(self) -> bool:
-        return self.config.is_file()
+        """True when tfvision's run.json is here (a readable one, or a damaged one of ours)."""
+        return self.state.is_file() and not self.state.is_symlink()
+
+    def is_ours(self) -> bool:
+        """True when run.json is here, readable, and tfvision's."""
+        try:
+            return self.exists() and bool(self.read_state())
+        except RunStateError:
+            return False
 
     def read_state(self) -> dict:
-        return read_json(self.state) if self.state.is_file() else {}
+        """run.json as a checked mapping; RunStateError when it is not a readable tfvision one."""
+        try:
+            if self.state.is_symlink():
+                raise RunStateError(f"{self.state} is a symbolic link")
+            if self.state.stat().st_size > _MAX_STATE_BYTES:
+                raise RunStateError(f"{self.state} is too large to be tfvision's")
+            state = json.loads(self.state.read_text())
+        except (OSError, ValueError) as e:
+            raise RunStateError(f"{self.state} is unreadable ({type(e).__name__})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("tfvision"), str):
+            raise RunStateError(f"{self.state} was not written by tfvision")
+        for key, types in _STATE_TYPES.items():
+            value = state.get(key)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+                raise RunStateError(f"{self.state}: {key} has the wrong type")
+        return state
 
     def update_state(self, **values: Any) -> None:
-        write_json(self.state, {**self.read_state(), **values})
+        state = self.read_state() if self.exists() else {}
+        write_json(self.state, {**state, **values})
 
     def read_metrics(self) -> dict:
-        return read_json(self.metrics) if self.metrics.is_file() else {}
+        try:
+            metrics = json.loads(self.metrics.read_text())
+        except (OSError, ValueError):
+            return {}
+        return metrics if isinstance(metrics, dict) else {}
+
+    def check_no_links(self) -> None:
+        """Refuse a run whose files are symbolic links: appending to history.csv or replacing
+        model.keras must never write outside the run directory."""
+        for p in (
+            self.config,
+            self.model,
+            self.metrics,
+            self.history,
+            self.classes,
+            self.state,
+            self.backup,
+            self.logs,
+            self.lock_file,
+        ):
+            if p.is_symlink():
+                raise UsageError(
+                    f"{p} is a symbolic link; tfvision writes only inside its run directory"
+                )
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold run.lock for the whole block: a second process on this run fails at once."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.check_no_links()
+        with open(self.lock_file, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                f.seek(0)
+                holder = f.read(32).strip()
+                raise TfvisionError(
+                    f"{self.path} is in use by another tfvision process"
+                    + (f" (pid {holder})" if holder.isdigit() else ""),
+                    hint="wait for it to finish, or train into another --run-dir",
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            try:
+                yield self
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def new_run_dir(dataset: str, model: str, root: Path | None = None) -> RunDir:
     root = Path(root or runs_root())
     slug = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(dataset).name if os.sep in dataset else dataset)
+    slug = slug.strip("_") or "data"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / f"{slug.strip('_') or 'data'}-{model}-{stamp}"
+    path = root / f"{slug}-{model}-{stamp}"
     n = 1
     while path.exists():
         n += 1
@@ -130,28 +166,37 @@ def new_run_dir(dataset: str, model: str, root: Path | None = None) -> RunDir:
     return RunDir(path)
 
 
-def list_runs(root: Path | None = None) -> list[RunDir]:
-    """Runs under root, newest first."""
+def list_runs(root: Path | None = None) -> list[tuple[RunDir, dict | None]]:
+    """(run, state) under root, newest first; state is None for a run whose run.json is
+    unreadable (listed, never fatal: one damaged run does not hide the others)."""
     root = Path(root or runs_root())
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
-    return sorted(runs, key=lambda r: r.read_state().get("created", 0), reverse=True)
+    found = []
+    for p in root.iterdir():
+        run = RunDir(p)
+        if p.is_dir() and run.exists():
+            try:
+                found.append((run, run.read_state()))
+            except RunStateError:
+                found.append((run, None))
+    return sorted(found, key=lambda rs: (rs[1] or {}).get("created", 0), reverse=True)
 
 
 def resolve_run(spec: str | os.PathLike) -> RunDir:
-    """A run directory from a path or `latest` (the newest run under the runs root)."""
+    """A run directory from a path or `latest` (the newest readable run under the runs root)."""
     if str(spec) == "latest":
-        runs = list_runs()
-        if not runs:
+        readable = [run for run, state in list_runs() if state is not None]
+        if not readable:
             raise UsageError(
                 f"no runs in {runs_root()} yet",
                 hint="train one with `tfvision train`, or give a run directory",
             )
-        return runs[0]
+        return readable[0]
     run = RunDir(Path(spec))
     if not run.path.is_dir():
         raise UsageError(f"{spec} does not exist")
     if not run.exists():
-        raise UsageError(f"{spec} is not a tfvision run directory (it has no config.yaml)")
+        raise UsageError(f"{spec} is not a tfvision run directory (it has no run.json)")
+    run.read_state()
     return run

@@ -17,23 +17,53 @@ class _Group(TyperGroup):
     """Turns errors from any command into one line on stderr and a documented exit code."""
 
     def invoke(self, ctx):
+        _interrupts_raise()
         try:
             return super().invoke(ctx)
-        except TfvisionError as e:
-            _report(e, str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            console.error("interrupted")
-            raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.TyperException, SystemExit):
             raise  # Typer's own usage errors: exit code 2 with its message
-        except OSError as e:  # a full disk, a read-only or missing folder, a permission
-            _report(e, _os_error(e))
-            raise typer.Exit(1) from None
-        except Exception as e:  # not foreseen: still one line, the traceback with --debug
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            _report(e, f"{type(e).__name__}: {first} (run with --debug for the traceback)")
-            raise typer.Exit(1) from None
+        except BaseException as e:
+            code, message = _describe(e)
+            _report(e, message)
+            raise typer.Exit(code) from None
+
+
+def _describe(e: BaseException) -> tuple[int, str]:
+    """The exit code and the one line for an error."""
+    if isinstance(e, TfvisionError) and (e.exit_code == 130 or not _signalled):
+        return e.exit_code, str(e)
+    if isinstance(e, KeyboardInterrupt) or _signalled:
+        # Some libraries turn an exception raised inside them into their own (TensorFlow
+        # raises TypeError from a KeyboardInterrupt that lands while it traces): once a
+        # signal came, whatever comes out is the interruption.
+        return 130, "interrupted"
+    if isinstance(e, OSError):  # a full disk, a read-only or missing folder, a permission
+        return 1, _os_error(e)
+    # not foreseen: still one line, the traceback with --debug
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return 1, f"{type(e).__name__}: {first} (run with --debug for the traceback)"
+
+
+_signalled = False
+
+
+def _interrupts_raise() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt everywhere: the command cleans up (every
+    temporary is removed in a finally) and exits 130."""
+    import signal
+    import threading
+
+    global _signalled
+    _signalled = False
+
+    def on_signal(signum, frame):
+        global _signalled
+        _signalled = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
 
 
 def _os_error(e: OSError) -> str:

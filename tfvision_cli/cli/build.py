@@ -15,6 +15,7 @@ def build(
     input_shape: str = typer.Option("28,28,1", "--input-shape", help="H,W,C of the images."),
     classes: int = typer.Option(10, "--classes", min=2, help="Number of classes."),
     out: Path = typer.Option(Path("model.keras"), "--out", "-o", help="The .keras file to write."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file at --out."),
     pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet weights where offered."),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE for the model."),
     as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
@@ -27,6 +28,10 @@ def build(
 
     if out.suffix != ".keras":
         raise UsageError(f"--out must end in .keras, got {out}")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise UsageError(f"{out} already exists", hint="--force replaces it")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a .keras file name")
     options = parse_model_options(model_option)
     if pretrained:
         options["pretrained"] = True
@@ -49,4 +54,4 @@ def build(
         console.err.print(
             console.table(name, ["layer", "type", "output", "#params"], layer_rows(model))
         )
-    console.log(f"[green]saved[/] {out} ({params:,} parameters, input uint8 {shape})")
+    console.log("[green]saved[/] {out} " + f"({params:,} parameters, input uint8 {shape})", out=out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 import time
 
@@ -40,15 +39,13 @@ def local(
         # every worker must name the same run directory; the chief creates it
         command += ["--run-dir", str(runs_root() / f"cluster-{time.strftime('%Y%m%d-%H%M%S')}")]
     again = shlex.join(["tfvision", "cluster", "local", "--workers", str(workers), "--", *command])
-    console.log(f"cluster: {workers} workers on 127.0.0.1; the same command resumes: {again}")
+    console.log(
+        f"cluster: {workers} workers on 127.0.0.1; the same command resumes: " + "{again}",
+        again=again,
+    )
 
     def started(index: int, pid: int) -> None:
         console.log(f"cluster: worker {index} started (pid {pid})")
-
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt  # stop every worker, as Ctrl-C does
-
-    signal.signal(signal.SIGTERM, on_sigterm)
 
     code, failed, returncode = run_local(
         command,

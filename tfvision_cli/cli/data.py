@@ -97,13 +97,18 @@ def download(
     """Download and prepare a TFDS dataset (through TFDS's own downloader)."""
     from tfvision_cli.data.tfds_source import download as do_download
 
-    console.log(f"preparing [bold]{name}[/] ...")
+    console.log("preparing [bold]{name}[/] ...", name=name)
     info = do_download(name, data_dir)
     if as_json:
         console.emit_json(info.to_dict())
     else:
         splits = ", ".join(f"{k} {v:,}" for k, v in info.splits.items())
-        console.log(f"[green]ready:[/] {name} in {info.location} ({splits})")
+        console.log(
+            "[green]ready:[/] {name} in {location} ({splits})",
+            name=name,
+            location=info.location or "",
+            splits=splits,
+        )
 
 
 @app.command()
@@ -167,5 +172,5 @@ def preview(
         out,
         suptitle=f"{dataset.info.name} / {split}: {len(images)} samples",
     )
-    console.log(f"wrote {path}")
+    console.log("wrote {path}", path=path)
     typer.echo(str(path))

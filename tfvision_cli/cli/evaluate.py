@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.common import TRUST_MODEL
 
 
 def evaluate(
@@ -16,20 +17,25 @@ def evaluate(
     ),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="TFDS data directory."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch."),
+    batch_size: int = typer.Option(
+        256, "--batch-size", min=1, max=65_536, help="Images per batch."
+    ),
     plots: Path | None = typer.Option(
         None, "--plots", help="Folder for the pictures (default: the run directory)."
     ),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write no pictures."),
+    trust_model: bool = TRUST_MODEL,
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix, and pictures of the mistakes."""
     from tfvision_cli.evaluate import evaluate as do_evaluate
     from tfvision_cli.evaluate import write_plots
-    from tfvision_cli.predictor import load_predictor
+    from tfvision_cli.loaders import load_predictor
     from tfvision_cli.runs import RunDir
 
-    predictor = load_predictor(model)
+    if trust_model:
+        console.warn("--trust-model: a SavedModel's ops are not checked before they run")
+    predictor = load_predictor(model, trust=trust_model)
     result = do_evaluate(predictor, dataset, split, data_dir, batch_size)
     report = result.report
     for failure in report.get("skipped_files", []):
@@ -89,9 +95,11 @@ def _print_report(r: dict) -> None:
         )
         for i, row in enumerate(cm):
             t.add_row(
-                names[i],
+                console.cell(names[i]),
                 *(
-                    f"[bold]{v}[/]" if i == j else (str(v) if v else "[dim]·[/]")
+                    console.cell(v, "bold")
+                    if i == j
+                    else console.cell(v or "·", "" if v else "dim")
                     for j, v in enumerate(row)
                 ),
             )
@@ -100,6 +108,6 @@ def _print_report(r: dict) -> None:
         worst = ", ".join(
             f"{c['true']} → {c['predicted']} ({c['count']})" for c in r["top_confusions"]
         )
-        console.out.print(f"largest confusions: {worst}")
+        console.out.print(f"largest confusions: {console.safe(worst)}")
     for p in r.get("plots", []):
-        console.log(f"wrote {p}")
+        console.log("wrote {path}", path=p)

@@ -7,39 +7,44 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.formats import FORMATS, QUANTIZATIONS, variants
 
 
 def export(
     model: str = typer.Argument("latest", help="Run directory, latest or a .keras file."),
-    fmt: str = typer.Option(..., "--format", "-f", help="savedmodel, keras, tflite or onnx."),
+    fmt: str = typer.Option(..., "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
     out: Path | None = typer.Option(
         None,
         "--out",
         "-o",
-        help="Folder for the export (default: <run>/exports/<format>[-<quantize>]).",
+        help="Folder for the export (default: <run>/exports/<format>[-<quantize>]). An "
+        "existing folder is replaced only if it is a tfvision export, and only with --force.",
     ),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier tfvision export."),
     quantize: str = typer.Option(
         "none",
         "--quantize",
-        help="tflite: none, float16, dynamic, int8 (calibrated on 300 training images).",
+        help=f"tflite: {', '.join(QUANTIZATIONS)} (int8 is calibrated on 300 training images).",
     ),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the parity gate."),
     min_agreement: float | None = typer.Option(
         None, "--min-agreement", help="Top-1 agreement needed (default 0.999; int8 0.99)."
     ),
-    examples: int = typer.Option(1000, "--examples", min=1, help="Held-out images to compare."),
+    examples: int = typer.Option(
+        1000, "--examples", min=1, max=1_000_000, help="Held-out images to compare."
+    ),
     as_json: bool = typer.Option(False, "--json", help="The metadata as JSON on stdout."),
 ) -> None:
     """Export a trained model and prove it predicts like the Keras model (the parity gate)."""
-    from tfvision_cli.export import check_options
     from tfvision_cli.export import export as do_export
-    from tfvision_cli.predictor import load_predictor
+    from tfvision_cli.formats import check_options
+    from tfvision_cli.loaders import load_predictor
 
     check_options(fmt, quantize)
     if not verify:
         console.warn("--no-verify: the export is NOT checked against the Keras model")
     source = load_predictor(model)
-    result = do_export(source, fmt, out, quantize, verify, min_agreement, examples)
+    result = do_export(source, fmt, out, quantize, verify, min_agreement, examples, force=force)
     if as_json:
         console.emit_json({"path": str(result.path), **result.metadata})
         return
@@ -50,7 +55,10 @@ def export(
             f"max |Δp| {p['max_abs_diff']:.2g}; accuracy keras {p['keras_accuracy']:.4f}, "
             f"{fmt} {p['export_accuracy']:.4f}"
         )
-    console.log(f"[green]exported[/] {result.path} ({result.metadata['size_bytes'] / 1e6:.2f} MB)")
+    console.log(
+        "[green]exported[/] {path} " + f"({result.metadata['size_bytes'] / 1e6:.2f} MB)",
+        path=result.path,
+    )
     typer.echo(str(result.path))
 
 
@@ -59,17 +67,19 @@ def benchmark(
     formats: str = typer.Option(
         "keras,savedmodel,tflite,tflite-int8,onnx",
         "--formats",
-        help="Comma-separated: keras, savedmodel, tflite[-float16|-dynamic|-int8], onnx.",
+        help=f"Comma-separated, from: {', '.join(variants())}.",
     ),
-    runs: int = typer.Option(100, "--runs", min=5, help="Timed batch-1 runs per format."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs first."),
-    batch: int = typer.Option(256, "--batch", min=1, help="Batch size for throughput."),
+    runs: int = typer.Option(
+        100, "--runs", min=5, max=100_000, help="Timed batch-1 runs per format."
+    ),
+    warmup: int = typer.Option(10, "--warmup", min=0, max=100_000, help="Untimed runs first."),
+    batch: int = typer.Option(256, "--batch", min=1, max=65_536, help="Batch for throughput."),
     as_json: bool = typer.Option(False, "--json", help="JSON list on stdout."),
 ) -> None:
     """Export to each format (or reuse the exports) and compare size, accuracy and speed."""
     from tfvision_cli.benchmark import benchmark as do_benchmark
     from tfvision_cli.benchmark import parse_variants
-    from tfvision_cli.predictor import load_predictor
+    from tfvision_cli.loaders import load_predictor
 
     variants = parse_variants(formats)
     source = load_predictor(model)

@@ -8,6 +8,7 @@ import time
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.common import TRUST_MODEL
 
 
 def predict(
@@ -15,15 +16,18 @@ def predict(
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (recursive), or - for paths on stdin, one per line."
     ),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="Classes listed per image."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="Classes listed per image."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, max=65_536, help="Images per batch."),
+    trust_model: bool = TRUST_MODEL,
     as_json: bool = typer.Option(False, "--json", help="NDJSON even on a terminal."),
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
+    from tfvision_cli.loaders import load_predictor
     from tfvision_cli.predict import iter_paths, predict_paths
-    from tfvision_cli.predictor import load_predictor
 
-    predictor = load_predictor(model)
+    if trust_model:
+        console.warn("--trust-model: a SavedModel's ops are not checked before they run")
+    predictor = load_predictor(model, trust=trust_model)
     ndjson = as_json or not console.stdout_is_terminal()
     results = predict_paths(predictor, iter_paths(inputs, sys.stdin), batch_size, top_k)
     start, done, failed, rows = time.perf_counter(), 0, 0, []

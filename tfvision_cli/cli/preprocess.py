@@ -54,7 +54,8 @@ def preprocess(
         return
     splits = ", ".join(f"{k} {v:,}" for k, v in result.splits.items())
     console.log(
-        f"[green]wrote[/] {result.out}: {len(result.class_names)} classes, "
-        f"{'x'.join(map(str, result.image_shape))}, {splits}"
-        + (f"; {len(result.failures)} unreadable files skipped" if result.failures else "")
+        "[green]wrote[/] {out}: "
+        f"{len(result.class_names)} classes, {'x'.join(map(str, result.image_shape))}, {splits}"
+        + (f"; {len(result.failures)} unreadable files skipped" if result.failures else ""),
+        out=result.out,
     )

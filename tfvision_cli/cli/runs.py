@@ -19,15 +19,15 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="JSON list on st
     from tfvision_cli.runs import list_runs, runs_root
 
     rows = []
-    for run in list_runs():
-        state, metrics = run.read_state(), run.read_metrics()
+    for run, state in list_runs():
+        metrics = run.read_metrics() if state is not None else {}
         rows.append(
             {
                 "run_dir": str(run.path),
-                "dataset": state.get("dataset"),
-                "model": state.get("model"),
-                "status": state.get("status"),
-                "created": state.get("created"),
+                "dataset": (state or {}).get("dataset"),
+                "model": (state or {}).get("model"),
+                "status": (state or {}).get("status") if state is not None else "unreadable",
+                "created": (state or {}).get("created"),
                 "test_accuracy": metrics.get("test_accuracy"),
                 "epochs": metrics.get("epochs"),
                 "train_seconds": metrics.get("train_seconds"),
@@ -37,7 +37,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="JSON list on st
         console.emit_json(rows)
         return
     if not rows:
-        console.log(f"no runs in {runs_root()}")
+        console.log("no runs in {root}", root=runs_root())
         return
     console.print_table(
         console.table(

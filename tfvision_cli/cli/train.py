@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import typer
@@ -61,12 +60,12 @@ def train(
     from tfvision_cli import config as config_lib
     from tfvision_cli.cli.common import parse_image_size, parse_model_options
     from tfvision_cli.errors import Interrupted
-    from tfvision_cli.runs import resolve_run
+    from tfvision_cli.runs import RunDir, resolve_run
     from tfvision_cli.train import train as do_train
 
     console.set_quiet(quiet)
     file_values: dict = {}
-    if resume or (run_dir is not None and (run_dir / "config.yaml").is_file()):
+    if resume or (run_dir is not None and RunDir(run_dir).exists()):
         run = resolve_run(run_dir or "latest")
         run_dir = run.path
         file_values = config_lib.read_yaml(run.config)
@@ -101,10 +100,6 @@ def train(
     }
     config = config_lib.resolve(None, file_values, flags)
 
-    def on_sigterm(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     reporter = console.TrainingReporter()
     try:
         result = do_train(config, run_dir=run_dir, resume=resume, on_event=reporter)
@@ -124,6 +119,7 @@ def train(
     console.log(
         f"[green]done[/] test accuracy [bold]{m['test_accuracy']:.4f}[/], test loss "
         f"{m['test_loss']:.4f}, best val accuracy {m['val_accuracy']}, "
-        f"{m['train_seconds']:.1f} s training -> {result.run_dir}"
+        f"{m['train_seconds']:.1f} s training -> " + "{run}",
+        run=result.run_dir,
     )
     typer.echo(str(result.run_dir))

@@ -10,10 +10,7 @@ from __future__ import annotations
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from tfvision_cli.errors import DataError
@@ -87,22 +84,16 @@ def _check_space(archive: Path, size: int, target: Path) -> None:
         )
 
 
-@contextmanager
-def extracted(archive: Path) -> Iterator[Path]:
-    """The archive's image tree in a temporary folder, removed afterwards.
-
-    An archive holding one top-level folder (photos.zip -> photos/<class>/...) yields that folder.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix="tfvision-extract-"))
-    try:
-        extract(archive, tmp)
-        root = tmp
-        entries = [e for e in root.iterdir() if not e.name.startswith((".", "__MACOSX"))]
-        while len(entries) == 1 and entries[0].is_dir():
-            sub = [e for e in entries[0].iterdir() if not e.name.startswith(".")]
-            if not any(e.is_dir() for e in sub):
-                break  # entries[0] is itself a class folder of a one-class archive
-            root, entries = entries[0], sub
-        yield root
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def extract_tree(archive: Path, target: Path) -> Path:
+    """Extract archive into target (an empty folder the caller owns and removes) and return the
+    image tree's root: an archive holding one top-level folder (photos.zip -> photos/<class>/)
+    yields that folder."""
+    extract(archive, target)
+    root = target
+    entries = [e for e in root.iterdir() if not e.name.startswith((".", "__MACOSX"))]
+    while len(entries) == 1 and entries[0].is_dir():
+        sub = [e for e in entries[0].iterdir() if not e.name.startswith(".")]
+        if not any(e.is_dir() for e in sub):
+            break  # entries[0] is itself a class folder of a one-class archive
+        root, entries = entries[0], sub
+    return root

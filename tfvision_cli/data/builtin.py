@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfvision_cli.data.catalog import Dataset, DatasetInfo, register_dataset, stratified_split
-
-
-class ArrayDataset(Dataset):
-    """A dataset held in memory as arrays per split."""
-
-    def __init__(self, info: DatasetInfo, splits: dict[str, tuple[np.ndarray, np.ndarray]]):
-        self.info = info
-        self._splits = splits
-
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return self._splits[split]
+from tfvision_cli.data.base import (
+    ArrayDataset,
+    Dataset,
+    DatasetInfo,
+    register_dataset,
+    stratified_split,
+)
 
 
 @register_dataset("digits")

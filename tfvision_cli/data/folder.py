@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli.data.builtin import ArrayDataset
-from tfvision_cli.data.catalog import Dataset, DatasetInfo, stratified_split
+from tfvision_cli.data.base import ArrayDataset, Dataset, DatasetInfo, stratified_split
 from tfvision_cli.data.images import ImageReadError, list_class_folders, open_image, read_image
 from tfvision_cli.errors import UsageError
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli.data.archives import archive_stem, extracted, is_archive
-from tfvision_cli.data.catalog import class_counts, pixel_stats, stratified_split
-from tfvision_cli.data.folder import METADATA_FILE, read_folder
+from tfvision_cli.data.archives import archive_stem, extract_tree, is_archive
+from tfvision_cli.data.base import class_counts, pixel_stats, stratified_split
+from tfvision_cli.data.folder import METADATA_FILE, FolderImages, read_folder
 from tfvision_cli.errors import TfvisionError, UsageError
-from tfvision_cli.runs import remove_stale_temps, replace_dir
+from tfvision_cli.files import atomic_dir, check_replaceable
 
 VERSION = "1.0.0"
 
@@ -71,24 +71,43 @@ def preprocess(
             raise UsageError(f"{label} must be in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1.0:
         raise UsageError("--val-fraction plus --test-fraction must leave examples for training")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise UsageError(
-            f"{out} already exists and is not empty", hint="pass --overwrite to replace it"
-        )
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
-        raise UsageError("--out must be outside the source folder")
+    src_real, out_real = src.resolve(), out.resolve()
+    if out_real == src_real or src_real in out_real.parents or out_real in src_real.parents:
+        raise UsageError("--out and the source must not contain one another")
+    check_replaceable(out, "prepared dataset", overwrite, "--overwrite")
+    try:
+        # Everything, an extracted archive included, is written under one marked temporary
+        # folder beside OUT, renamed into place at the end: OUT is never half-written, and a
+        # kill leaves nothing that the next run does not recognise and remove.
+        with atomic_dir(out, "prepared dataset", overwrite, "--overwrite") as tmp:
+            decoded = _decode(src, tmp, image_size, channels, on_progress)
+            result = _write(src, out, tmp, decoded, val_fraction, test_fraction, seed)
+    except OSError as e:
+        raise TfvisionError(f"cannot write {out}: {e.strerror or e}") from None
+    return result
 
-    if is_archive(src):
-        with extracted(src) as root:
-            decoded = read_folder(root, image_size, channels, on_progress)
-            decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
-            decoded.failures = [
-                f"{src.name}:{f.replace(str(root) + os.sep, '', 1)}" for f in decoded.failures
-            ]
-    else:
+
+def _decode(src: Path, tmp: Path, image_size, channels, on_progress) -> FolderImages:
+    """The images of SRC (a folder, or an archive extracted under tmp) with relative paths."""
+    if not is_archive(src):
         decoded = read_folder(src, image_size, channels, on_progress)
-        root = src.resolve()
+        decoded.paths = [os.path.relpath(p, src.resolve()) for p in decoded.paths]
+        return decoded
+    scratch = tmp / ".tfvision-extract"
+    scratch.mkdir()
+    try:
+        root = extract_tree(src, scratch)
+        decoded = read_folder(root, image_size, channels, on_progress)
         decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
+        decoded.failures = [
+            f"{src.name}:{f.replace(str(root) + os.sep, '', 1)}" for f in decoded.failures
+        ]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return decoded
+
+
+def _write(src, out, tmp, decoded, val_fraction, test_fraction, seed) -> PreprocessResult:
     parts = stratified_split(
         decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
     )
@@ -113,25 +132,12 @@ def preprocess(
         "seed": seed,
         "source": str(src.resolve()),
     }
-    # Write next to OUT under a temporary name, then rename: OUT is never half-written.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out.parent)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _write_tfds(tmp, name, decoded, parts, shape)
-        meta = {"name": name, **result.to_dict(), "options": options}
-        meta.pop("out")
-        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        files = {k: [decoded.paths[i] for i in v] for k, v in parts.items()}
-        (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
-        replace_dir(tmp, out)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise TfvisionError(f"cannot write {out}: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _write_tfds(tmp, name, decoded, parts, shape)
+    meta = {"name": name, **result.to_dict(), "options": options}
+    meta.pop("out")
+    (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    files = {k: [decoded.paths[i] for i in v] for k, v in parts.items()}
+    (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
     return result
 
 

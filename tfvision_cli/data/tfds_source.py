@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli.data.catalog import Dataset, DatasetInfo
+from tfvision_cli.data.base import Dataset, DatasetInfo
 from tfvision_cli.errors import DataError, UsageError, did_you_mean
+from tfvision_cli.files import atomic_file
 from tfvision_cli.tf_import import tf as import_tf
 from tfvision_cli.tf_import import tfds as import_tfds
 
@@ -68,7 +69,9 @@ class TfdsDataset(Dataset):
 
     @classmethod
     def from_name(cls, name: str, data_dir: str | None = None, image_size=None) -> TfdsDataset:
-        return cls(get_builder(name, data_dir), name, image_size)
+        dataset = cls(get_builder(name, data_dir), name, image_size)
+        dataset._data_dir = data_dir
+        return dataset
 
     @classmethod
     def from_builder(cls, builder, name: str, image_size=None) -> TfdsDataset:
@@ -76,6 +79,7 @@ class TfdsDataset(Dataset):
 
     def __init__(self, builder, name: str, image_size=None):
         self.name = name
+        self._data_dir: str | None = None
         self.builder = builder
         self.image_key, self.label_key = _supervised_keys(self.builder)
         features = self.builder.info.features
@@ -103,15 +107,22 @@ class TfdsDataset(Dataset):
             extra={"prepared": prepared, "version": str(self.builder.info.version)},
         )
 
-    def require_prepared(self) -> None:
-        if not self.builder.is_prepared():
+    def is_available(self) -> bool:
+        return bool(self.builder.is_prepared())
+
+    def ensure_available(self) -> None:
+        if not self.is_available():
+            download(self.name, self._data_dir)
+
+    def require_available(self) -> None:
+        if not self.is_available():
             raise DataError(
                 f"dataset {self.name!r} is not prepared in {self.builder.data_dir_root}",
                 hint=f"run `tfvision data download {self.name}`, or {OFFLINE_HINT}",
             )
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        self.require_prepared()
+        self.require_available()
         if split not in self.info.splits:
             raise UsageError(
                 f"dataset {self.name!r} has no split {split!r} "
@@ -208,10 +219,8 @@ def _cache_path(builder, split: str, resize_to) -> Path | None:
 
 def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Best effort: a cache that cannot be written is simply not used."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".npz") as tmp:
+            np.savez(tmp, images=images, labels=labels)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.files import atomic_file
 
 
 def save_model(model, path: Path) -> Path:
     """model.save to a temporary name, then rename: the file is never half-written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
     try:
-        model.save(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".keras") as tmp:
+            model.save(tmp)
     except OSError as e:
         raise TfvisionError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -1,0 +1,447 @@
+"""Nothing a user made is deleted or overwritten; hostile files and names cannot run code, hang
+or crash (issue 12). Each test reproduces one way tfvision used to lose data or misbehave."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_image
+from tests.helpers import run, subprocess_env, tfvision_cmd
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def _user_folder(path: Path) -> Path:
+    (path / "sub").mkdir(parents=True)
+    (path / "notes.txt").write_text("my notes")
+    (path / "sub" / "thesis.tex").write_text("\\section{mine}")
+    return path
+
+
+@pytest.fixture
+def digits_run(cli, tmp_path) -> Path:
+    run_dir = tmp_path / "runs" / "digits-run"
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "1", "--run-dir", run_dir)
+    assert r.exit_code == 0, r.stderr
+    return run_dir
+
+
+def _shapes(root: Path, names: list[str], per_class: int = 8) -> Path:
+    """A small learnable folder dataset: class i is a bright square at position i."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(names):
+        for i in range(per_class):
+            img = rng.integers(0, 40, (16, 16), dtype=np.uint8)
+            img[2 + 3 * c : 6 + 3 * c, 2:14] = 230
+            write_image(root / name / f"{i}.png", img)
+    return root
+
+
+# 1. export --out: a user's folder, the runs folder, the run itself
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(cli, tmp_path, digits_run):
+    user = _user_folder(tmp_path / "d")
+    before = _snapshot(user)
+    runs_before = _snapshot(digits_run.parent)
+    for out in (user, digits_run.parent, digits_run, digits_run / "backup"):
+        r = cli("export", digits_run, "--format", "keras", "--out", out, "--no-verify", "--force")
+        assert r.exit_code == 2, (out, r.stderr)
+        assert r.stderr.count("error:") == 1 and "Traceback" not in r.stderr
+    assert _snapshot(user) == before
+    assert _snapshot(digits_run.parent) == runs_before
+
+
+def test_an_earlier_export_is_replaced_only_with_force_and_only_if_it_holds_only_ours(
+    cli, tmp_path, digits_run
+):
+    out = tmp_path / "export"
+    args = ("export", digits_run, "--format", "keras", "--out", out, "--no-verify")
+    assert cli(*args).exit_code == 0
+    first = _snapshot(out)
+    r = cli(*args)
+    assert r.exit_code == 2 and "--force" in r.stderr
+    assert _snapshot(out) == first
+    assert cli(*args, "--force").exit_code == 0
+    assert (out / "model.keras").is_file() and (out / "metadata.json").is_file()
+    (out / "my-notes.txt").write_text("added by the user")
+    r = cli(*args, "--force")
+    assert r.exit_code == 2 and "my-notes.txt" in r.stderr
+    assert (out / "my-notes.txt").read_text() == "added by the user"
+
+
+# 2. look-alike temporary names beside --out
+
+
+LOOK_ALIKES = (
+    ".zshrc.old-20240101",
+    ".notes.tmp-4242.txt",
+    ".out.tmp-99999999999999999999999",
+    ".out.tfvision-tmp-99999-0123456789abcdef",  # our pattern, but no marker inside
+)
+
+
+def _plant_look_alikes(parent: Path) -> dict[str, bytes]:
+    for name in LOOK_ALIKES:
+        (parent / name).write_text("user data")
+    folder = parent / ".config.tmp-99999"
+    folder.mkdir()
+    (folder / "settings").write_text("user data")
+    return _snapshot(parent)
+
+
+def _stale_temp(parent: Path, target: str) -> Path:
+    """A temporary folder exactly as a killed tfvision leaves it (its pid is gone)."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    token = "fedcba9876543210"
+    stale = parent / f".{target}.tfvision-tmp-{proc.stdout.strip()}-{token}"
+    stale.mkdir()
+    (stale / ".tfvision-temp").write_text(token)
+    (stale / "half-written").write_text("x")
+    return stale
+
+
+@pytest.mark.parametrize("command", ["export", "preprocess"])
+def test_look_alike_temporary_names_are_never_removed(
+    cli, tmp_path, digits_run, image_folder, command
+):
+    parent = tmp_path / "home"
+    parent.mkdir()
+    before = _plant_look_alikes(parent)
+    stale = _stale_temp(parent, "out")
+    if command == "export":
+        r = cli("export", digits_run, "--format", "keras", "--out", parent / "out", "--no-verify")
+    else:
+        r = cli("preprocess", image_folder, "--out", parent / "out")
+    assert r.exit_code == 0, r.stderr
+    after = _snapshot(parent)
+    assert {k: after.get(k) for k in before} == before  # every look-alike untouched
+    assert not stale.exists()  # while tfvision's own stale temporary is cleaned up
+
+
+# 3. preprocess: the source inside --out
+
+
+def test_preprocess_refuses_an_out_that_holds_its_source(cli, tmp_path, image_folder):
+    project = tmp_path / "project"
+    project.mkdir()
+    image_folder.rename(project / "photos")
+    before = _snapshot(project)
+    for out in (project, project / "photos", project / "photos" / "circle"):
+        r = cli("preprocess", project / "photos", "--out", out, "--overwrite")
+        assert r.exit_code == 2, (out, r.stderr)
+    assert _snapshot(project) == before
+
+
+def test_preprocess_replaces_only_a_prepared_dataset(cli, tmp_path, image_folder):
+    user = _user_folder(tmp_path / "prepared")
+    before = _snapshot(user)
+    r = cli("preprocess", image_folder, "--out", user, "--overwrite")
+    assert r.exit_code == 2 and "not written by tfvision" in r.stderr
+    assert _snapshot(user) == before
+    out = tmp_path / "ours"
+    assert cli("preprocess", image_folder, "--out", out).exit_code == 0
+    assert cli("preprocess", image_folder, "--out", out).exit_code == 2
+    assert cli("preprocess", image_folder, "--out", out, "--overwrite").exit_code == 0
+
+
+# 4. and 5. run directories: a user's folder, a run in use
+
+
+def test_train_never_writes_into_a_folder_that_is_not_a_run(cli, tmp_path):
+    user = tmp_path / "p"
+    user.mkdir()
+    for name, text in (
+        ("config.yaml", "epochs: 3\n"),
+        ("metrics.json", "{}"),
+        ("history.csv", "a"),
+    ):
+        (user / name).write_text(text)
+    before = _snapshot(user)
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "1", "--run-dir", user)
+    assert r.exit_code == 2 and "not a tfvision run directory" in r.stderr
+    assert _snapshot(user) == before
+
+
+def test_a_second_process_on_a_run_in_use_fails_naming_the_holder(cli, tmp_path, digits_run):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tfvision_cli.runs import RunDir\n"
+         "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(120)",
+         str(digits_run)],
+        stdout=subprocess.PIPE, text=True, env=subprocess_env(),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = _snapshot(digits_run)
+        r = cli("train", "--run-dir", digits_run, "--epochs", "3")
+        assert r.exit_code == 1, r.stderr
+        assert f"in use by another tfvision process (pid {holder.pid})" in r.stderr
+        assert _snapshot(digits_run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    r = cli("train", "--run-dir", digits_run, "--epochs", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = (digits_run / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", "0", "1"]
+
+
+def test_two_trainings_at_once_on_one_run_dir_one_fails_the_other_is_whole(tmp_path):
+    run_dir = tmp_path / "shared-run"
+    args = tfvision_cmd("train digits --model mlp --epochs 40 --run-dir", run_dir, "--json")
+    procs = [subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, _, err in results if code == 1)
+    assert "in use by another tfvision process" in loser or "meanwhile" in loser, loser
+    epochs = [r.split(",")[0] for r in (run_dir / "history.csv").read_text().splitlines()]
+    assert epochs == ["epoch", *map(str, range(40))]
+
+
+# 6. SavedModels whose graph reads and writes files
+
+
+@pytest.fixture
+def evil_savedmodel(tmp_path) -> tuple[Path, Path]:
+    import tensorflow as tf
+
+    marker = tmp_path / "written-by-the-model"
+
+    class Evil(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8)])
+        def serve(self, x):
+            tf.io.write_file(str(marker), tf.io.read_file("/etc/hostname"))
+            return {"output_0": tf.one_hot(tf.zeros([tf.shape(x)[0]], tf.int32), 10)}
+
+    evil = Evil()
+    path = tmp_path / "evil_savedmodel"
+    tf.saved_model.save(evil, str(path), signatures={"serving_default": evil.serve})
+    return path, marker
+
+
+def test_a_savedmodel_that_touches_files_is_refused_before_it_runs(cli, tmp_path, evil_savedmodel):
+    path, marker = evil_savedmodel
+    image = write_image(tmp_path / "seven.png", np.zeros((28, 28), np.uint8))
+    for args in (("predict", path, image, "--json"), ("evaluate", path, "--dataset", "mnist")):
+        r = cli(*args)
+        assert r.exit_code == 1, r.stderr
+        assert "refused" in r.stderr and "ReadFile" in r.stderr and "WriteFile" in r.stderr
+        assert "--trust-model" in r.stderr
+        assert not marker.exists()
+    # the check is what stopped it: trusted, the same model does write its file
+    r = cli("predict", path, image, "--json", "--trust-model")
+    assert r.exit_code == 0, r.stderr
+    assert "not checked" in r.stderr and marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp", "fastnet", "resnet", "vit", "rnn"])
+def test_tfvisions_own_savedmodels_pass_the_op_check(tmp_path, name):
+    from tfvision_cli.model_scan import unsafe_ops
+    from tfvision_cli.models.registry import create_model
+    from tfvision_cli.tf_import import quiet_stderr
+
+    model = create_model(name, (16, 16, 1), 3)
+    model(np.zeros((1, 16, 16, 1), np.uint8))
+    with quiet_stderr():
+        model.export(str(tmp_path / name), format="tf_saved_model", verbose=False)
+    assert unsafe_ops(tmp_path / name) == set()
+
+
+# 7. YAML bombs, deep nesting, huge files
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_yaml_bombs_are_refused_at_once(cli, tmp_path, digits_run):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    start = time.perf_counter()
+    r = cli("train", "digits", "--config", bomb)
+    assert r.exit_code == 2 and "aliases" in r.stderr
+    (digits_run / "config.yaml").write_text(BOMB)
+    r = cli("runs", "show", digits_run)
+    assert r.exit_code == 2 and "aliases" in r.stderr
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model_options: " + "[" * 100 + "]" * 100 + "\n")
+    r = cli("train", "digits", "--config", deep)
+    assert r.exit_code == 2 and "nested" in r.stderr
+    assert time.perf_counter() - start < 5
+
+
+def test_numeric_options_have_upper_bounds(cli):
+    for args in (
+        ("--image-size", "60000"),
+        ("--epochs", "10000000"),
+        ("--batch-size", "100000000"),
+        ("--learning-rate", "inf"),
+    ):
+        r = cli("train", "digits", *args)
+        assert r.exit_code == 2, (args, r.stderr)
+        assert "at most" in r.stderr or "must be" in r.stderr, (args, r.stderr)
+
+
+# 8. and 9. markup, escape sequences, mathtext in names
+
+
+def test_markup_in_paths_is_shown_literally_and_breaks_nothing(cli, tmp_path, monkeypatch):
+    data = _shapes(tmp_path / "ds[" / "v1]", ["a", "b"])  # the path ds[/v1]
+    run_dir = tmp_path / "runs" / "mk[/b]"
+    r = cli("train", data, "--model", "mlp", "--epochs", "1", "--run-dir", run_dir)
+    assert r.exit_code == 0, r.stderr
+    assert "mk[/b]" in r.stderr and "data: v1] " in r.stderr
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    monkeypatch.setenv("TFVISION_RUNS_DIR", str(run_dir.parent))
+    assert cli("runs", "list").exit_code == 0
+    r = cli("runs", "list", "--json")
+    assert r.exit_code == 0 and r.json()[0]["run_dir"] == str(run_dir)
+
+
+def test_escape_sequences_markup_and_dollars_in_class_names(cli, tmp_path):
+    names = ["\x1b]0;pwned\x07title", "\x1b[2Jclear", "[x] dog", "$5_$10"]
+    data = _shapes(tmp_path / "classes", names)
+    run_dir = tmp_path / "run"
+    r = cli("train", data, "--model", "mlp", "--epochs", "1", "--run-dir", run_dir)
+    assert r.exit_code == 0, r.stderr
+    r = cli("evaluate", run_dir, "--dataset", data, "--split", "train")
+    assert r.exit_code == 0, r.stderr  # the plots with "$5_$10" drew
+    out = r.stdout + r.stderr
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b[2Jclear" in out and "[x] dog" in out and "$5_$10" in out
+    assert (run_dir / "confusion_matrix.png").is_file()
+    r = cli("predict", run_dir, data / "[x] dog")
+    assert "\x1b" not in r.stdout + r.stderr
+
+
+# 10. one damaged run.json
+
+
+@pytest.mark.parametrize(
+    "damage", ['{"created": "yesterday", "tfvision": "0.1.0"}', '{"status": "runn', "[1, 2]"]
+)
+def test_a_damaged_run_json_hides_only_that_run(cli, tmp_path, digits_run, damage, monkeypatch):
+    monkeypatch.setenv("TFVISION_RUNS_DIR", str(digits_run.parent))
+    broken = digits_run.parent / "broken-run"
+    broken.mkdir()
+    (broken / "run.json").write_text(damage)
+    time.sleep(0.01)
+    r = cli("runs", "list", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {Path(row["run_dir"]).name: row for row in r.json()}
+    assert rows["broken-run"]["status"] == "unreadable"
+    assert rows["digits-run"]["status"] == "completed"
+    assert cli("runs", "list").exit_code == 0
+    r = cli("runs", "show", "latest")
+    assert r.exit_code == 0 and r.json()["run_dir"] == str(digits_run)
+    r = cli("runs", "show", broken)
+    assert r.exit_code == 1 and r.stderr.count("error:") == 1
+
+
+# 11. SIGTERM
+
+
+def _term_when(args: list[str], appears, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not appears() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("command", ["export", "preprocess"])
+def test_sigterm_exits_130_and_leaves_no_temporary(
+    cli, tmp_path, digits_run, image_folder, command
+):
+    parent = tmp_path / "out"
+    parent.mkdir()
+    if command == "export":
+        args = tfvision_cmd("export --format savedmodel --no-verify", digits_run, "--out")
+    else:
+        args = tfvision_cmd("preprocess", image_folder, "--out")
+    temps = lambda: list(parent.glob(".target.tfvision-tmp-*"))  # noqa: E731
+    r = _term_when([*args, str(parent / "target")], lambda: bool(temps()))
+    assert r.returncode == 130, r.stderr
+    assert "Traceback" not in r.stderr and "interrupted" in r.stderr
+    assert not temps() and not (parent / "target").exists()
+
+
+def test_an_archive_is_extracted_under_the_output_and_always_removed(
+    tmp_path, image_folder, monkeypatch
+):
+    import shutil
+
+    archive = Path(shutil.make_archive(str(tmp_path / "photos"), "zip", image_folder))
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    r = run(tfvision_cmd("preprocess", archive, "--out", tmp_path / "prepared"))
+    assert r.returncode == 0, r.stderr
+    assert not [p for p in system_tmp.iterdir() if "extract" in p.name]
+    assert not list((tmp_path / "prepared").rglob(".tfvision-extract"))
+    assert not list(tmp_path.glob(".prepared.tfvision-tmp-*"))
+
+
+# 12. file names in any encoding, symbolic links in a run
+
+
+def test_predict_reads_undecodable_file_names_under_a_strict_utf8_locale(tmp_path, digits_run):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    good = write_image(folder / "good.png", np.zeros((8, 8), np.uint8))
+    bad = os.path.join(os.fsencode(folder), b"bad\xff.png")
+    with open(bad, "wb") as f:
+        f.write(good.read_bytes())
+    stdin = os.fsencode(good) + b"\n" + bad + b"\n"
+    env = subprocess_env(LC_ALL="C.UTF-8", PYTHONUTF8="0")
+    r = subprocess.run(tfvision_cmd("predict", digits_run, "-"), input=stdin, env=env,
+                       capture_output=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(records) == 2 and all("class_name" in rec for rec in records)
+
+
+def test_a_symlinked_history_is_refused_not_followed(cli, tmp_path, digits_run):
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("precious\n")
+    (digits_run / "history.csv").unlink()
+    (digits_run / "history.csv").symlink_to(outside)
+    r = cli("train", "--run-dir", digits_run, "--epochs", "2")
+    assert r.exit_code == 2 and "symbolic link" in r.stderr
+    assert outside.read_text() == "precious\n"
+
+
+# neighbours: build and pictures
+
+
+def test_build_and_preview_never_replace_a_users_file(cli, tmp_path):
+    mine = tmp_path / "model.keras"
+    mine.write_text("my own model")
+    r = cli("build", "mlp", "--input-shape", "8,8,1", "--out", mine)
+    assert r.exit_code == 2 and mine.read_text() == "my own model"
+    picture = write_image(tmp_path / "preview.png", np.full((4, 4), 7, np.uint8))
+    before = picture.read_bytes()
+    r = cli("data", "preview", "digits", "--out", picture)
+    assert r.exit_code == 2 and picture.read_bytes() == before
+    # tfvision's own picture is replaced as before
+    ours = tmp_path / "ours.png"
+    assert cli("data", "preview", "digits", "--out", ours).exit_code == 0
+    assert cli("data", "preview", "digits", "--out", ours).exit_code == 0

@@ -1,0 +1,123 @@
+"""The base types of every dataset source: Dataset, DatasetInfo, ArrayDataset, the built-in
+registry, and the split and statistics helpers. Sources import this module only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    source: str  # "tfds", "builtin", "prepared" (written by `tfvision preprocess`) or "folder"
+    image_shape: tuple[int, int, int]
+    class_names: list[str]
+    splits: dict[str, int]
+    location: str | None = None
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["image_shape"] = list(self.image_shape)
+        d["num_classes"] = self.num_classes
+        return d
+
+
+class Dataset:
+    """A dataset tfvision can train on: its info and its splits as uint8 arrays."""
+
+    info: DatasetInfo
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images (N, H, W, C) uint8, labels (N,) int64) of one split."""
+        raise NotImplementedError
+
+    def has_split(self, split: str) -> bool:
+        return split in self.info.splits
+
+    def is_available(self) -> bool:
+        """True when the data is on disk and can be read without a download."""
+        return True
+
+    def ensure_available(self) -> None:
+        """Download and prepare the data if a source knows how; fails fast offline."""
+
+    def require_available(self) -> None:
+        """Raise DataError, with the command that fixes it, unless the data can be read."""
+
+
+class ArrayDataset(Dataset):
+    """A dataset held in memory as arrays per split."""
+
+    def __init__(self, info: DatasetInfo, splits: dict[str, tuple[np.ndarray, np.ndarray]]):
+        self.info = info
+        self._splits = splits
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._splits[split]
+
+
+# Built-in datasets register themselves here, like models do in the model registry.
+BUILTIN: dict[str, Callable[[], Dataset]] = {}
+
+
+def register_dataset(name: str):
+    def decorator(fn: Callable[[], Dataset]) -> Callable[[], Dataset]:
+        if name in BUILTIN:
+            raise ValueError(f"dataset {name!r} is registered twice")
+        BUILTIN[name] = fn
+        return fn
+
+    return decorator
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(labels.astype(np.int64), minlength=num_classes).tolist()
+
+
+def pixel_stats(images: np.ndarray) -> dict[str, list[float]]:
+    """Per-channel mean and std of uint8 images on the 0-255 scale."""
+    channels = images.shape[-1]
+    flat = images.reshape(-1, channels)
+    mean = np.zeros(channels)
+    sq = np.zeros(channels)
+    step = 1 << 22
+    for i in range(0, len(flat), step):  # chunks keep memory flat on large datasets
+        chunk = flat[i : i + step].astype(np.float64)
+        mean += chunk.sum(0)
+        sq += (chunk**2).sum(0)
+    n = max(len(flat), 1)
+    mean /= n
+    std = np.sqrt(np.maximum(sq / n - mean**2, 0))
+    return {"mean": [round(float(m), 4) for m in mean], "std": [round(float(s), 4) for s in std]}
+
+
+def stratified_split(
+    labels: np.ndarray, fractions: dict[str, float], seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded split of indices that keeps every class's share in every part.
+
+    fractions: e.g. {"validation": 0.1, "test": 0.1}; the rest goes to "train".
+    Returns sorted index arrays per part (parts that get no example are left out).
+    """
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], **{k: [] for k in fractions}}
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        start = 0
+        for part, frac in fractions.items():
+            n = int(round(frac * len(idx)))
+            parts[part].append(idx[start : start + n])
+            start += n
+        parts["train"].append(idx[start:])
+    out = {k: np.sort(np.concatenate(v)) for k, v in parts.items() if v}
+    return {k: v for k, v in out.items() if len(v)}

@@ -1,0 +1,200 @@
+"""What tfvision writes: atomic replacement, provable ownership, and its own temporaries.
+
+The rule: tfvision deletes or replaces only what it can prove it wrote.
+- A folder artifact (an export, a prepared dataset) holds MARKER, a JSON file naming its kind and
+  every file tfvision put there. It is replaced only by an artifact of the same kind, only when
+  asked (`--force`), and only while it holds nothing but those files.
+- A temporary folder is named `.<target>.tfvision-tmp-<pid>-<token>` and holds TEMP_MARKER with
+  that token. Stale ones are removed only for the target being written, only with a matching
+  marker, and only once their process is gone: a look-alike name is never enough.
+- A temporary file `.<name>.tfvision-tmp-<pid>-<token><suffix>` is removed by the process that
+  made it; stale ones are removed only inside a folder tfvision owns (a run directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tfvision_cli.errors import UsageError
+
+MARKER = ".tfvision-artifact.json"
+TEMP_MARKER = ".tfvision-temp"
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tfvision-tmp-(?P<pid>\d{1,10})-(?P<token>[0-9a-f]{16})")
+
+
+def temp_name(name: str, suffix: str = "") -> str:
+    """A temporary name beside `name` that only this process uses."""
+    return f".{name}.tfvision-tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+
+
+@contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yields a temporary path beside path; renamed onto path if the block succeeds.
+
+    suffix: an ending some writers insist on (".keras", ".png", ".weights.h5").
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(temp_name(path.name, suffix))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary name in the same folder, fsync, rename."""
+    with atomic_file(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _stale(match: re.Match) -> bool:
+    pid = int(match.group("pid"))
+    return pid != os.getpid() and not _alive(pid)
+
+
+def make_temp_dir(parent: Path, name: str) -> Path:
+    """A new, marked temporary folder in parent for the target `name`."""
+    tmp = Path(parent) / temp_name(name)
+    tmp.mkdir()
+    token = _TEMP.match(tmp.name).group("token")
+    (tmp / TEMP_MARKER).write_text(token)
+    return tmp
+
+
+def remove_stale_temp_dirs(parent: Path, name: str) -> None:
+    """Remove the temporary folders for target `name` that a killed tfvision left in parent."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return
+    for p in parent.iterdir():
+        m = _TEMP.fullmatch(p.name)
+        if not m or m.group("name") != name or p.is_symlink() or not p.is_dir():
+            continue
+        try:
+            mine = (p / TEMP_MARKER).read_text() == m.group("token")
+        except OSError:
+            mine = False
+        if mine and _stale(m):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def remove_stale_temp_files(owned_folder: Path) -> None:
+    """Remove temporary files a killed tfvision left in a folder it owns (a run directory)."""
+    folder = Path(owned_folder)
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m and (p.is_file() or p.is_symlink()) and _stale(m):
+            p.unlink(missing_ok=True)
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The ownership marker of a folder tfvision wrote, or None."""
+    try:
+        marker = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), list):
+        return None
+    return marker if isinstance(marker.get("kind"), str) else None
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and p.name not in (MARKER, TEMP_MARKER)
+    )
+
+
+def check_replaceable(target: Path, kind: str, force: bool, flag: str = "--force") -> None:
+    """Refuse (exit 2) unless target is absent, an empty folder, or (with force) a tfvision
+    artifact of this kind that holds only the files tfvision wrote."""
+    target = Path(target)
+    if target.is_symlink():
+        raise UsageError(f"{target} is a symbolic link; give the real folder")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise UsageError(f"{target} is a file, not a folder for a {kind}")
+    if not any(target.iterdir()):
+        return
+    marker = read_marker(target)
+    if marker is None:
+        raise UsageError(
+            f"{target} already exists and was not written by tfvision; refusing to replace it",
+            hint="choose another --out",
+        )
+    if marker["kind"] != kind:
+        raise UsageError(f"{target} holds a tfvision {marker['kind']}, not a {kind}")
+    extra = sorted(set(_files(target)) - set(marker["files"]))
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise UsageError(
+            f"{target} holds files tfvision did not write ({shown}); refusing to replace it"
+        )
+    if not force:
+        raise UsageError(f"{target} already holds a {kind}", hint=f"{flag} replaces it")
+
+
+@contextmanager
+def atomic_dir(target: Path, kind: str, force: bool = False, flag: str = "--force"):
+    """Yields a marked temporary folder beside target; when the block succeeds it becomes
+    target (marked as a tfvision `kind`), replacing what `check_replaceable` allows."""
+    target = Path(target)
+    check_replaceable(target, kind, force, flag)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(target.parent, target.name)
+    tmp = make_temp_dir(target.parent, target.name)
+    try:
+        yield tmp
+        (tmp / TEMP_MARKER).unlink()
+        write_json(tmp / MARKER, {"kind": kind, "files": _files(tmp)})
+        check_replaceable(target, kind, force, flag)  # nothing was added there meanwhile
+        _swap(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap(new: Path, target: Path) -> None:
+    """Move new into place at target; a replaced target becomes a marked temporary first, so a
+    kill between the renames leaves nothing that a later run cannot recognise and remove."""
+    if target.exists() and any(target.iterdir()):
+        old = target.parent / temp_name(target.name)
+        (target / TEMP_MARKER).write_text(_TEMP.match(old.name).group("token"))
+        os.rename(target, old)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        if target.exists():
+            target.rmdir()
+        os.rename(new, target)

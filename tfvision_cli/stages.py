@@ -1,0 +1,418 @@
+"""The stages of a training run, each small and named, for `train` and the commands that reuse
+parts of it (tune, distill, prune): open data, split, pipelines, model, the run directory's
+lifecycle, callbacks, fit, the test report. Keras's own Trainer/callbacks split is the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfvision_cli import __version__
+from tfvision_cli.config import TrainConfig, to_yaml
+from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.files import (
+    make_temp_dir,
+    remove_stale_temp_dirs,
+    remove_stale_temp_files,
+    write_json,
+    write_text_atomic,
+)
+from tfvision_cli.runs import RunDir, new_run_dir
+
+Emit = Callable[..., None]
+
+
+class Diverged(TfvisionError):
+    """The loss became NaN or infinite."""
+
+
+class LostWorker(TfvisionError):
+    """Another worker of a multi-worker cluster went away."""
+
+
+def setup_tensorflow(config: TrainConfig):
+    """Import TensorFlow and Keras; seeds, determinism and precision policy from config."""
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision:
+        gpus = tf.config.list_physical_devices("GPU")
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpus else "mixed_bfloat16")
+    return tf, keras
+
+
+def resolve_dataset(config: TrainConfig) -> TrainConfig:
+    """config with a dataset folder made absolute, so the run finds it from any directory."""
+    from tfvision_cli.data.catalog import is_path_spec
+
+    if not is_path_spec(config.dataset):
+        return config
+    return dataclasses.replace(config, dataset=str(Path(config.dataset).expanduser().resolve()))
+
+
+def open_data(config: TrainConfig, emit: Emit):
+    """The dataset, downloaded through TFDS first when it is not prepared yet."""
+    from tfvision_cli.data.catalog import open_dataset
+
+    def open_it():
+        size = tuple(config.image_size) if config.image_size else None
+        return open_dataset(config.dataset, data_dir=config.data_dir, image_size=size)
+
+    dataset = open_it()
+    if not dataset.is_available():
+        emit("download", name=config.dataset)
+        dataset.ensure_available()  # fails fast, with the offline hint
+        dataset = open_it()
+    return dataset
+
+
+@dataclass
+class Splits:
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray]
+    notes: dict
+
+
+def load_splits(dataset, config: TrainConfig) -> Splits:
+    """Train/validation/test arrays. Validation comes out of train (seeded, stratified) unless
+    the dataset has its own; the test split is never used to choose anything."""
+    from tfvision_cli.data.base import stratified_split
+
+    if not dataset.has_split("train"):
+        raise UsageError(f"dataset {dataset.info.name} has no train split")
+    notes = {}
+    x, y = dataset.arrays("train")
+    if dataset.has_split("test"):
+        test = dataset.arrays("test")
+    else:
+        parts = stratified_split(y, {"test": 0.1}, seed=0)
+        test = (x[parts["test"]], y[parts["test"]])
+        x, y = x[parts["train"]], y[parts["train"]]
+        notes["test_split"] = "10% of train (stratified, seed 0): the dataset has no test split"
+    val = None
+    if dataset.has_split("validation"):
+        val = dataset.arrays("validation")
+        notes["validation"] = "the dataset's own validation split"
+    elif config.validation_split > 0:
+        parts = stratified_split(y, {"validation": config.validation_split}, config.seed)
+        val = (x[parts["validation"]], y[parts["validation"]])
+        x, y = x[parts["train"]], y[parts["train"]]
+        notes["validation"] = (
+            f"{config.validation_split:.0%} of train (stratified, seed {config.seed})"
+        )
+    failures = dataset.info.extra.get("failures")
+    if failures:  # a raw folder's unreadable files, each named
+        notes["skipped_files"] = failures
+    return Splits((x, y), val, test, notes)
+
+
+@dataclass
+class Pipelines:
+    train: object  # tf.data.Dataset of (uint8 images, one-hot labels)
+    val: object | None
+    test: object
+    global_batch: int
+    steps: int  # training steps per epoch
+
+
+def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) -> Pipelines:
+    """tf.data pipelines batched with the global batch (per-replica batch x replicas)."""
+    from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
+
+    n_classes = info.num_classes
+    shape = splits.train[0].shape[1:]
+    global_batch = config.batch_size * replicas
+    steps = math.ceil(len(splits.train[1]) / global_batch)
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    augment = augmenter(
+        config.augment, flips_make_sense(info.name, info.class_names, shape[2]), config.seed
+    )
+    train = make_dataset(
+        *splits.train,
+        n_classes,
+        global_batch,
+        shuffle=True,
+        seed=config.seed,
+        augment=augment,
+        repeat=config.steps_per_epoch is not None,
+    )
+    val = make_dataset(*splits.val, n_classes, global_batch) if splits.val else None
+    test = make_dataset(*splits.test, n_classes, global_batch)
+    return Pipelines(train, val, test, global_batch, steps)
+
+
+def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:
+    """What the run trains on, for the "data" event."""
+    return {
+        "name": info.name,
+        "shape": tuple(int(d) for d in splits.train[0].shape[1:]),
+        "classes": info.num_classes,
+        "train": len(splits.train[1]),
+        "val": len(splits.val[1]) if splits.val else 0,
+        "test": len(splits.test[1]),
+        "global_batch": pipes.global_batch,
+        "steps": pipes.steps,
+    }
+
+
+def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: int):
+    """The registry model, created and compiled inside the strategy's scope."""
+    import keras
+
+    from tfvision_cli.models.registry import create_model
+    from tfvision_cli.optim import make_optimizer
+
+    with placement.strategy.scope():
+        options = dict(config.model_options)
+        if config.pretrained:
+            options["pretrained"] = True
+        model = create_model(config.model, shape, n_classes, **options)
+        if placement.replicas > 1:
+            synchronize_batch_norm(model)
+        model.compile(
+            optimizer=make_optimizer(config, steps, placement.replicas),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            # "ce": cross-entropy without label smoothing, the loss reported for the test split
+            metrics=[
+                keras.metrics.CategoricalAccuracy(name="accuracy"),
+                keras.metrics.CategoricalCrossentropy(name="ce"),
+            ],
+            steps_per_execution=config.steps_per_execution,
+            jit_compile=config.xla,
+        )
+    return model
+
+
+def synchronize_batch_norm(model) -> None:
+    """With several replicas, BatchNorm normalises with the statistics of the global batch, so
+    that its moving averages (and so every weight) stay identical on every replica and worker."""
+    import keras
+
+    def walk(layer):
+        for sub in getattr(layer, "layers", []):
+            yield sub
+            yield from walk(sub)
+
+    for layer in walk(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def choose_run(config: TrainConfig, run_dir: Path | None, resume: bool) -> tuple[RunDir, bool]:
+    """The run directory and whether it resumes one. Only a folder whose run.json tfvision
+    wrote is a run; any other non-empty folder is refused, never written into."""
+    if run_dir is None:
+        if resume:
+            raise UsageError("--resume needs a run: give --run-dir or use `latest`")
+        return new_run_dir(config.dataset, config.model), False
+    run = RunDir(run_dir)
+    if run.path.is_symlink() or (run.path.exists() and not run.path.is_dir()):
+        raise UsageError(f"--run-dir {run.path} is not a folder")
+    if run.exists():
+        run.read_state()  # a damaged run.json is an error, not a fresh start
+        return run, True
+    if run.path.exists() and {p.name for p in run.path.iterdir()} - {run.lock_file.name}:
+        raise UsageError(
+            f"{run.path} exists and is not a tfvision run directory (no run.json); "
+            "refusing to write into it",
+            hint="give a new or empty folder as --run-dir",
+        )
+    return run, False
+
+
+@contextlib.contextmanager
+def run_lifecycle(
+    run: RunDir, resuming: bool, write: bool, config: TrainConfig, info, shape
+) -> Iterator[dict]:
+    """The run directory from start to end: locked for the whole block, its files written,
+    its status recorded (running, then completed / interrupted / diverged / failed).
+
+    Yields the state of the run before this session (empty for a new run). Only the chief
+    (write=True) writes; the other workers of a cluster read the chief's files.
+    """
+    if not write:
+        yield run.read_state() if resuming else {}
+        return
+    with run.lock():
+        if not resuming and run.exists():
+            raise TfvisionError(f"another process started a run in {run.path} meanwhile")
+        state = run.read_state() if resuming else {}
+        for folder in (run.path, run.backup):  # what a killed session left half-written
+            remove_stale_temp_files(folder)
+        write_text_atomic(run.config, to_yaml(config))
+        write_json(
+            run.classes,
+            {
+                "class_names": info.class_names,
+                "input_shape": list(shape),
+                "dataset": config.dataset,
+                "dataset_source": info.source,
+            },
+        )
+        run.update_state(
+            created=state.get("created", time.time()),
+            status="running",
+            dataset=config.dataset,
+            model=config.model,
+            tfvision=__version__,
+        )
+        try:
+            yield state
+        except (KeyboardInterrupt, LostWorker):
+            run.update_state(status="interrupted")
+            raise
+        except Diverged:
+            run.update_state(status="diverged")
+            raise
+        except BaseException:
+            run.update_state(status="failed")
+            raise
+        run.update_state(status="completed")
+
+
+@contextlib.contextmanager
+def own_files(run: RunDir, write: bool, worker: int) -> Iterator[RunDir]:
+    """Where this process writes its backup, history and logs: the run itself for the chief;
+    for another worker a marked scratch folder, removed when it finishes."""
+    if write:
+        yield run
+        return
+    tmp, name = Path(tempfile.gettempdir()), f"tfvision-worker{worker}"
+    remove_stale_temp_dirs(tmp, name)  # left by killed workers
+    scratch = make_temp_dir(tmp, name)
+    try:
+        yield RunDir(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass
+class TrainCallbacks:
+    all: list
+    best: object  # BestModel
+    progress: object  # ProgressEvents
+    nan_guard: object  # StopOnNaN
+
+
+def make_callbacks(
+    config: TrainConfig,
+    run: RunDir,
+    own: RunDir,
+    resuming: bool,
+    write: bool,
+    state: dict,
+    monitor: str,
+    steps: int,
+    emit: Emit,
+) -> TrainCallbacks:
+    """tfvision's callbacks in the order that keeps a run resumable after any kill."""
+    import keras
+
+    from tfvision_cli.callbacks import (
+        Backup,
+        BestModel,
+        EpochTensorBoard,
+        ProgressEvents,
+        ResumableCSVLogger,
+        StopOnNaN,
+    )
+
+    def saved(epoch: int, value: float) -> None:
+        if write:
+            run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
+
+    nan_guard = StopOnNaN()
+    best = BestModel(run.model, monitor, state.get("best_value"), write, saved)
+    progress = ProgressEvents(emit, config.epochs, steps)
+    # Backup comes last: it commits an epoch only after the model, history row and logs of
+    # that epoch are written, so a kill in between makes the resumed run redo the epoch.
+    callbacks = [
+        nan_guard,
+        best,
+        ResumableCSVLogger(str(own.history), resuming and write, Backup.epochs_done(run.backup)),
+        EpochTensorBoard(str(own.logs)),
+        progress,
+        Backup(str(own.backup), nan_guard, restore_from=None if write else str(run.backup)),
+    ]
+    if config.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")
+        )
+    return TrainCallbacks(callbacks, best, progress, nan_guard)
+
+
+def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placement, run):
+    """model.fit; a lost worker and a NaN loss become errors that say what is kept."""
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    try:
+        history = model.fit(
+            pipelines.train,
+            epochs=config.epochs,
+            validation_data=pipelines.val,
+            steps_per_epoch=pipelines.steps if config.steps_per_epoch else None,
+            callbacks=callbacks.all,
+            verbose=0,
+            shuffle=False,
+        )
+    except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
+        if placement.num_workers < 2:
+            raise
+        raise LostWorker(
+            "lost contact with another worker of the cluster "
+            f"({type(e).__name__}); the epochs finished so far are kept in {run.path}",
+            hint="start every worker again with the same command to resume",
+        ) from None
+    if callbacks.nan_guard.bad_epoch is not None:
+        raise Diverged(
+            f"the loss became NaN or infinite in epoch {callbacks.nan_guard.bad_epoch}; "
+            f"training stopped. The last good model and checkpoint are kept in {run.path}",
+            hint=f"resume with a lower rate: tfvision train --run-dir {run.path} "
+            f"--learning-rate {config.learning_rate / 10:g}",
+        )
+    return history
+
+
+def test_report(model, pipelines: Pipelines, callbacks: TrainCallbacks, run: RunDir) -> dict:
+    """The best epoch's weights (what model.keras holds) evaluated on the test split."""
+    if callbacks.best.best_weights is not None:
+        model.set_weights(callbacks.best.best_weights)
+    elif run.model.is_file():  # the best epoch was in an earlier session of a resumed run
+        model.load_weights(run.model)
+    scores = model.evaluate(pipelines.test, verbose=0, return_dict=True)
+    return {
+        "test_accuracy": round(float(scores["accuracy"]), 6),
+        "test_loss": round(float(scores["ce"]), 6),
+    }
+
+
+def weights_digest(model) -> str:
+    """sha256 of every weight's bytes, in order: equal digests, identical models."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def best_value(values, previous):
+    candidates = [float(v) for v in (values or [])] + ([previous] if previous is not None else [])
+    return round(max(candidates), 6) if candidates else None

@@ -169,6 +169,6 @@ def test_export_and_preprocess_killed_at_random_moments_leave_old_or_new_never_h
     for _ in range(KILLS):
         _kill_at(args, rng.uniform(0.3 * full, full))
         whole()
-    assert _timed(args) > 0
+    assert run(args).returncode == 0
     whole()
     assert not list(tmp_path.glob(".*tmp-*")) and not list(tmp_path.glob(".*old-*"))

@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -93,27 +94,43 @@ def test_config_unknown_key_suggests(cli, tmp_path):
     assert r.exit_code == 2 and "'modle'" in r.stderr and "model" in r.stderr
 
 
+@pytest.fixture(scope="module")
+def baseline_digest(tmp_path_factory) -> str:
+    """The weights digest of the default recipe on digits (cnn, 2 epochs, seed 0)."""
+    from typer.testing import CliRunner
+
+    from tfvision_cli.cli import app
+
+    run_dir = tmp_path_factory.mktemp("baseline") / "run"
+    args = ["train", "digits", "--model", "cnn", "--epochs", "2", "--run-dir", str(run_dir)]
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)["metrics"]["weights_sha256"]
+
+
 @pytest.mark.parametrize(
-    "args",
+    "options",
     [
-        ["--optimizer", "sgd", "--schedule", "one-cycle"],
-        [
-            "--optimizer",
-            "adamw",
-            "--weight-decay",
-            "0.01",
-            "--schedule",
-            "cosine",
-            "--warmup-epochs",
-            "0.5",
-        ],
-        ["--augment", "standard", "--label-smoothing", "0"],
-        ["--early-stopping", "1", "--epochs", "4"],
+        {"optimizer": "sgd", "learning_rate": 0.1, "schedule": "one-cycle"},
+        {"optimizer": "adamw", "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 0.5},
+        {"augment": "standard", "label_smoothing": 0.0},
+        {"early_stopping": 1, "epochs": 4},
     ],
 )
-def test_training_options(cli, args):
-    _, m = _train(cli, "digits", "--model", "cnn", "--epochs", "2", *args)
-    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_loss"] == m["test_loss"]
+def test_training_options_change_what_is_trained(cli, tmp_path, options, baseline_digest):
+    """Each option reaches the run: recorded in config.yaml, the trained weights differ from the
+    default recipe's with the same seed, and the model still learns (chance is 0.1)."""
+    import yaml
+
+    args = [x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    if "epochs" not in options:
+        args += ["--epochs", "2"]
+    run, m = _train(cli, "digits", "--model", "cnn", "--run-dir", tmp_path / "r", *args)
+    recorded = yaml.safe_load((run / "config.yaml").read_text())
+    assert {k: recorded[k] for k in options} == options
+    assert m["weights_sha256"] != baseline_digest
+    assert m["test_accuracy"] > 0.5, m
+    assert 1 <= m["epochs_this_session"] <= recorded["epochs"]
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -131,6 +148,7 @@ def test_every_model_trains_on_mnist(cli, mnist, name):
         "32",
     )
     assert m["epochs_this_session"] == 1 and m["test_examples"] == 10000
+    assert np.isfinite(m["test_loss"]) and m["params"] > 0
 
 
 # keras.applications nets take a minute each to trace on 2 cores: they are trained on MNIST
@@ -138,20 +156,23 @@ def test_every_model_trains_on_mnist(cli, mnist, name):
 @pytest.mark.parametrize(
     "name", [n for n in list_models() if n not in ("mobilenet_v2", "efficientnet_b0")]
 )
-def test_every_model_trains_on_colour_32x32(cli, tmp_path, name, colour_folder):
-    _, m = _train(
+def test_every_model_learns_a_tiny_colour_task(cli, tmp_path, name, colour_folder):
+    """Colour decides the class: every model must learn it well above chance (1/3)."""
+    run, m = _train(
         cli,
         str(colour_folder),
         "--model",
         name,
         "--epochs",
-        "1",
+        "8",
         "--batch-size",
         "16",
         "--validation-split",
         "0",
     )
-    assert m["params"] > 0
+    r = cli("evaluate", run, "--split", "train", "--json", "--no-plots")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["accuracy"] >= 0.7, (name, r.json()["accuracy"])
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +343,16 @@ def test_a_diverging_loss_stops_keeps_the_good_model_and_says_how_to_resume(
     run2, m = _train(cli, "--run-dir", str(run), "--epochs", "3", "--learning-rate", "0.001")
     assert run2 == run and m["epochs_this_session"] == 2 and m["test_accuracy"] > 0.8
     assert len(list(csv.DictReader((run / "history.csv").open()))) == 3
+
+
+def test_a_20_step_quick_trial_saves_a_usable_model(cli, mnist, tmp_path):
+    """BatchNorm's moving statistics lag far behind 20 steps of fast-changing weights: the
+    saved model scored 0.11 on the test split before they were recomputed (issue 14)."""
+    run, m = _train(
+        cli, "mnist", "--epochs", "1", "--steps-per-epoch", "20", "--run-dir", tmp_path / "q"
+    )
+    note = m["notes"]["batch_norm_recalibration"]
+    assert note["kept"] and note["after"] > note["before"]
+    assert m["test_accuracy"] >= 0.5
+    r = cli("evaluate", run, "--json", "--no-plots")  # what model.keras holds, reloaded
+    assert r.exit_code == 0 and abs(r.json()["accuracy"] - m["test_accuracy"]) < 1e-3

@@ -73,11 +73,11 @@ class BestModel(keras.callbacks.Callback):
         path: Path,
         monitor: str,
         best: float | None,
-        write: bool,
+        is_chief: bool,
         on_save: Callable[[int, float], None],
     ):
         super().__init__()
-        self.path, self.monitor, self.best, self.write = path, monitor, best, write
+        self.path, self.monitor, self.best, self.is_chief = path, monitor, best, is_chief
         self.on_save = on_save
         self.best_weights = None
 
@@ -89,7 +89,7 @@ class BestModel(keras.callbacks.Callback):
         if self.best is None or value > self.best:
             self.best = value
             self.best_weights = self.model.get_weights()
-            if self.write:
+            if self.is_chief:
                 save_model(self.model, self.path)
             self.on_save(epoch + 1, value)
 

@@ -63,52 +63,11 @@ def run_local(
     """Run `tfvision COMMAND` as `workers` workers. Returns (exit code, index of the worker that
     failed first, its return code), the last two None when none failed. on_start(index, pid)
     is called for each worker started."""
-    ports = free_loopback_ports(workers)
     lines: queue.Queue = queue.Queue()
     procs: list[subprocess.Popen] = []
-
-    def pump(index: int, stream, is_stdout: bool) -> None:
-        for line in stream:
-            lines.put((index, is_stdout, line.rstrip("\n")))
-        lines.put((index, is_stdout, None))
-
     try:
-        for i in range(workers):
-            env = dict(os.environ, TF_CONFIG=tf_config(ports, i), PYTHONUNBUFFERED="1")
-            p = subprocess.Popen(
-                [sys.executable, "-m", "tfvision_cli", *command],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                bufsize=1,
-            )
-            procs.append(p)
-            if on_start:
-                on_start(i, p.pid)
-            for stream, is_stdout in ((p.stdout, True), (p.stderr, False)):
-                threading.Thread(target=pump, args=(i, stream, is_stdout), daemon=True).start()
-        open_streams = 2 * workers
-        failed: int | None = None
-        while open_streams or any(p.poll() is None for p in procs):
-            try:
-                index, is_stdout, line = lines.get(timeout=0.2)
-            except queue.Empty:
-                index = line = None
-            if line is None and index is not None:
-                open_streams -= 1
-            elif line is not None:
-                if is_stdout and index == 0:
-                    on_stdout(line)
-                elif is_stdout:
-                    on_stderr(f"[worker {index}] {line}")
-                else:
-                    on_stderr(line)
-            if failed is None:
-                failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
-                if failed is not None:
-                    _stop(p for i, p in enumerate(procs) if i != failed)
+        _start(command, workers, lines, procs, on_start)
+        failed = _relay(procs, lines, on_stdout, on_stderr)
         if failed is not None:
             return 1, failed, procs[failed].returncode
         return 0, None, None
@@ -117,6 +76,59 @@ def run_local(
         return 130, None, None
     finally:
         _stop(procs)
+
+
+def _start(command, workers: int, lines: queue.Queue, procs: list, on_start) -> None:
+    """Start the workers (appending each to procs at once, so that it is stopped whatever
+    happens next) with a thread per output stream putting (worker, is_stdout, line) on lines;
+    line None marks a stream's end."""
+    ports = free_loopback_ports(workers)
+
+    def pump(index: int, stream, is_stdout: bool) -> None:
+        for line in stream:
+            lines.put((index, is_stdout, line.rstrip("\n")))
+        lines.put((index, is_stdout, None))
+
+    for i in range(workers):
+        env = dict(os.environ, TF_CONFIG=tf_config(ports, i), PYTHONUNBUFFERED="1")
+        p = subprocess.Popen(
+            [sys.executable, "-m", "tfvision_cli", *command],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        procs.append(p)
+        if on_start:
+            on_start(i, p.pid)
+        for stream, is_stdout in ((p.stdout, True), (p.stderr, False)):
+            threading.Thread(target=pump, args=(i, stream, is_stdout), daemon=True).start()
+
+
+def _relay(procs: list, lines: queue.Queue, on_stdout, on_stderr) -> int | None:
+    """Pass the workers' output on (the chief's stdout as it is, the rest on stderr with a
+    prefix) until all have ended; stop the others once one fails. Returns the failed index."""
+    open_streams = 2 * len(procs)
+    failed: int | None = None
+    while open_streams or any(p.poll() is None for p in procs):
+        try:
+            index, is_stdout, line = lines.get(timeout=0.2)
+        except queue.Empty:
+            index = line = None
+        if line is None and index is not None:
+            open_streams -= 1
+        elif line is not None:
+            if is_stdout and index == 0:
+                on_stdout(line)
+            else:
+                on_stderr(f"[worker {index}] {line}" if is_stdout else line)
+        if failed is None:
+            failed = next((i for i, p in enumerate(procs) if p.poll() not in (None, 0)), None)
+            if failed is not None:
+                _stop(p for i, p in enumerate(procs) if i != failed)
+    return failed
 
 
 def _stop(procs) -> None:

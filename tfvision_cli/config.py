@@ -1,9 +1,13 @@
-"""The typed training configuration: defaults, presets, YAML in and out."""
+"""The typed training configuration: every option declared once, with its default, choices,
+bounds and help. The CLI (cli/options.py), YAML files, presets and `tune` spaces all follow from
+these declarations; adding a training option is adding one field here."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,133 +18,132 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 AUGMENTS = ("none", "light", "standard")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
-# Upper bounds: far above any sane run, low enough that a typo fails at once instead of
-# running out of memory half a minute later.
 MAX_IMAGE_SIDE = 4096
-LIMITS = {
-    "epochs": 100_000,
-    "batch_size": 65_536,
-    "steps_per_epoch": 10_000_000,
-    "steps_per_execution": 100_000,
-    "early_stopping": 100_000,
-    "warmup_epochs": 100_000,
-    "learning_rate": 10.0,
-    "weight_decay": 1.0,
-    "seed": 2**32 - 1,
-}
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    aliases: tuple[str, ...] = (),
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    above: float | None = None,
+    high: float | None = None,
+    below: float | None = None,
+    complete: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A TrainConfig field: the one declaration of an option.
+
+    low/high: inclusive bounds; above/below: exclusive ones. Upper bounds sit far above any
+    sane run but low enough that a typo fails at once rather than out of memory later.
+    complete: what the shell completes for it ("models", "datasets"); choices complete too.
+    cli: False for what the command line spells its own way (the DATASET argument,
+    --model-option, --image-size).
+    """
+    meta = {
+        "help": help,
+        "flag": flag,
+        "aliases": aliases,
+        "choices": choices,
+        "low": low,
+        "above": above,
+        "high": high,
+        "below": below,
+        "complete": complete,
+        "cli": cli,
+    }
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     """Every option of a training run. The defaults are tfvision's default recipe."""
 
-    dataset: str = "mnist"
-    model: str = "fastnet"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    pretrained: bool = False
-    epochs: int = 4
-    batch_size: int = 128  # per replica; the global batch is batch_size * replicas
-    optimizer: str = "adam"
-    learning_rate: float = 3e-3  # for the global batch of one replica; scaled by replicas
-    schedule: str = "one-cycle"
-    warmup_epochs: float = 1.0  # linear warm-up (one-cycle: the rise to the peak)
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    augment: str = "none"
-    validation_split: float = 0.1
-    early_stopping: int = 0  # patience in epochs; 0 = off
-    seed: int = 0
-    data_dir: str | None = None
-    image_size: list[int] | None = None
-    strategy: str = "auto"
-    mixed_precision: bool = False
-    deterministic: bool = True
-    steps_per_execution: int = 1
-    xla: bool = False  # XLA compilation: slower to compile, and not faster for convnets on CPU
-    steps_per_epoch: int | None = None  # cap on steps per epoch (quick trials, tests)
-    preset: str | None = None
+    dataset: str = option(
+        "mnist", "TFDS name (mnist, cifar10, ...), digits, or a folder.", cli=False
+    )
+    model: str = option(
+        "fastnet", "Model name (`tfvision models list`).", aliases=("-m",), complete="models"
+    )
+    model_options: dict[str, Any] = option({}, "KEY=VALUE options of the model.", cli=False)
+    pretrained: bool = option(False, "Start from ImageNet weights (keras.applications nets).")
+    epochs: int = option(4, "Epochs to train.", aliases=("-e",), low=1, high=100_000)
+    batch_size: int = option(
+        128,
+        "Per-replica batch; the global batch is this times the replicas.",
+        aliases=("-b",),
+        low=1,
+        high=65_536,
+    )
+    optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
+    learning_rate: float = option(
+        3e-3,
+        "Peak learning rate for one replica's batch (scaled linearly by the replicas).",
+        aliases=("--lr",),
+        above=0,
+        high=10,
+    )
+    schedule: str = option("one-cycle", "Learning-rate schedule.", choices=SCHEDULES)
+    warmup_epochs: float = option(
+        1.0, "Linear warm-up (one-cycle: the rise to the peak), in epochs.", low=0, high=100_000
+    )
+    weight_decay: float = option(0.0, "Decoupled weight decay (AdamW-style).", low=0, high=1)
+    label_smoothing: float = option(0.1, "Label smoothing of the training loss.", low=0, below=1)
+    augment: str = option("none", "Random geometric augmentation, in tf.data.", choices=AUGMENTS)
+    validation_split: float = option(
+        0.1, "Share of train held out (seeded, stratified) for validation.", low=0, below=1
+    )
+    early_stopping: int = option(
+        0, "Stop after this many epochs without improvement (0: off).", low=0, high=100_000
+    )
+    seed: int = option(0, "Random seed: same seed, same result.", low=0, high=2**32 - 1)
+    data_dir: str | None = option(None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    image_size: list[int] | None = option(None, "Resize images to H or H,W.", cli=False)
+    strategy: str = option("auto", "tf.distribute strategy.", choices=STRATEGIES)
+    mixed_precision: bool = option(False, "float16 (GPU) / bfloat16 (CPU, TPU) compute.")
+    deterministic: bool = option(True, "Deterministic ops (same seed, same bits; ~4% slower).")
+    steps_per_execution: int = option(1, "Batches per call into TensorFlow.", low=1, high=100_000)
+    xla: bool = option(False, "XLA-compile the train step (slower to start; not faster on CPU).")
+    steps_per_epoch: int | None = option(
+        None, "Cap the steps of each epoch (quick trials).", low=1, high=10_000_000
+    )
+    preset: str | None = option(None, "A named recipe, applied before --config and flags.")
+
+    def problems(self) -> list[str]:
+        """Every field checked against its declaration: what is wrong, all of it."""
+        found = [p for f in fields(self) if (p := _check(f, getattr(self, f.name)))]
+        return found + self._special()
 
     def validate(self) -> TrainConfig:
-        def check(ok: bool, message: str) -> None:
-            if not ok:
-                raise UsageError(message)
-
-        check(
-            _integer(self.epochs) and self.epochs >= 1,
-            f"epochs must be a positive integer, got {self.epochs!r}",
-        )
-        check(
-            _integer(self.batch_size) and self.batch_size >= 1,
-            f"batch size must be a positive integer, got {self.batch_size!r}",
-        )
-        check(
-            isinstance(self.learning_rate, int | float) and self.learning_rate > 0,
-            f"learning rate must be a positive number, got {self.learning_rate!r}",
-        )
-        check(
-            isinstance(self.weight_decay, int | float) and self.weight_decay >= 0,
-            f"weight decay must be >= 0, got {self.weight_decay!r}",
-        )
-        check(
-            isinstance(self.label_smoothing, int | float) and 0 <= self.label_smoothing < 1,
-            f"label smoothing must be in [0, 1), got {self.label_smoothing!r}",
-        )
-        check(
-            isinstance(self.validation_split, int | float) and 0 <= self.validation_split < 1,
-            f"validation split must be in [0, 1), got {self.validation_split!r}",
-        )
-        check(
-            isinstance(self.warmup_epochs, int | float) and self.warmup_epochs >= 0,
-            f"warmup epochs must be >= 0, got {self.warmup_epochs!r}",
-        )
-        check(
-            _integer(self.early_stopping) and self.early_stopping >= 0,
-            f"early stopping patience must be >= 0, got {self.early_stopping!r}",
-        )
-        check(
-            self.steps_per_epoch is None
-            or (_integer(self.steps_per_epoch) and self.steps_per_epoch >= 1),
-            f"steps per epoch must be a positive integer, got {self.steps_per_epoch!r}",
-        )
-        check(
-            _integer(self.steps_per_execution) and self.steps_per_execution >= 1,
-            f"steps per execution must be >= 1, got {self.steps_per_execution!r}",
-        )
-        for name, value, allowed in (
-            ("optimizer", self.optimizer, OPTIMIZERS),
-            ("schedule", self.schedule, SCHEDULES),
-            ("augment", self.augment, AUGMENTS),
-            ("strategy", self.strategy, STRATEGIES),
-        ):
-            check(
-                value in allowed,
-                f"unknown {name} {value!r}.{did_you_mean(str(value), allowed)}"
-                f" Choose from: {', '.join(allowed)}",
-            )
-        if self.image_size is not None:
-            check(
-                isinstance(self.image_size, list)
-                and len(self.image_size) == 2
-                and all(isinstance(v, int) and v >= 1 for v in self.image_size),
-                f"image size must be two positive integers, got {self.image_size!r}",
-            )
-        check(isinstance(self.model_options, dict), "model_options must be a mapping")
-        check(
-            _integer(self.seed) and self.seed >= 0,
-            f"seed must be an integer >= 0, got {self.seed!r}",
-        )
-        if self.image_size is not None:
-            check(
-                max(self.image_size) <= MAX_IMAGE_SIDE,
-                f"image size must be at most {MAX_IMAGE_SIDE}, got {self.image_size!r}",
-            )
-        for name, limit in LIMITS.items():
-            value = getattr(self, name)
-            check(
-                value is None or (_finite(value) and value <= limit),
-                f"{name.replace('_', ' ')} must be at most {limit:g}, got {value!r}",
-            )
+        problems = self.problems()
+        if problems:
+            raise UsageError("; ".join(problems))
         return self
+
+    def _special(self) -> list[str]:
+        problems = []
+        if self.image_size is not None and not (
+            isinstance(self.image_size, list)
+            and len(self.image_size) == 2
+            and all(_integer(v) and 1 <= v <= MAX_IMAGE_SIDE for v in self.image_size)
+        ):
+            problems.append(
+                f"image size must be two integers from 1 to {MAX_IMAGE_SIDE}, "
+                f"got {self.image_size!r}"
+            )
+        if not isinstance(self.model_options, dict):
+            problems.append("model_options must be a mapping")
+        if self.preset is not None and self.preset not in PRESETS:
+            problems.append(
+                f"unknown preset {self.preset!r}.{did_you_mean(str(self.preset), PRESETS)}"
+                f" Presets: {', '.join(PRESETS)}"
+            )
+        return problems
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,10 +158,68 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def base_type(f: dataclasses.Field) -> type:
+    """int, float, bool, str, list or dict: the field's type without `| None`."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = args[0]
+    return typing.get_origin(hint) or hint
+
+
+def _check(f: dataclasses.Field, value: Any) -> str | None:
+    """One field's value against its declaration: None when fine, else the problem."""
+    name, meta, kind = f.name.replace("_", " "), f.metadata, base_type(f)
+    if value is None:
+        return None if f.default is None else f"{name} must be given"
+    if kind is bool and not isinstance(value, bool):
+        return f"{name} must be true or false, got {value!r}"
+    if kind is int and not _integer(value):
+        return f"{name} must be an integer, got {value!r}"
+    if kind is float and not _finite(value):
+        return f"{name} must be a finite number, got {value!r}"
+    if kind is str and not isinstance(value, str):
+        return f"{name} must be text, got {value!r}"
+    if meta.get("choices") and value not in meta["choices"]:
+        return (
+            f"unknown {name} {value!r}.{did_you_mean(str(value), meta['choices'])}"
+            f" Choose from: {', '.join(meta['choices'])}"
+        )
+    if kind in (int, float) and not _within(value, meta):
+        return f"{name} must be in {interval(meta)}, got {value!r}"
+    return None
+
+
+def _within(value: float, meta) -> bool:
+    low, above, high, below = (meta.get(k) for k in ("low", "above", "high", "below"))
+    return (
+        (low is None or value >= low)
+        and (above is None or value > above)
+        and (high is None or value <= high)
+        and (below is None or value < below)
+    )
+
+
+def interval(meta) -> str:
+    """'[0, 1)', '(0, 10]', '[1, 100000]': a field's bounds as an interval."""
+    low, above, high, below = (meta.get(k) for k in ("low", "above", "high", "below"))
+    left = (
+        f"[{_num(low)}" if low is not None else f"({_num(above)}" if above is not None else "(-inf"
+    )
+    right = (
+        f"{_num(high)}]" if high is not None else f"{_num(below)})" if below is not None else "inf)"
+    )
+    return f"{left}, {right}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 # Named recipes: settings like any other, applied before --config and flags.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # Measured on 2 CPU cores: 98.8% MNIST test accuracy, 46 s for the whole command.
+    # benchmarks/RESULTS.md: 98.74% MNIST test accuracy in 55.3 s (3-seed medians, 2 CPU cores)
     "fast": {"model_options": {"width": 16}, "epochs": 2, "warmup_epochs": 0.5},
     # The published Keras "Simple MNIST convnet" example, for side-by-side comparison.
     "keras-example": {
@@ -248,9 +309,15 @@ def check_keys(data: dict[str, Any], where: str) -> None:
 
 
 def resolve(
-    preset: str | None = None, file_values: dict | None = None, flags: dict | None = None
+    preset: str | None = None,
+    file_values: dict | None = None,
+    flags: dict | None = None,
+    validate: bool = True,
 ) -> TrainConfig:
-    """Defaults <- preset <- config file <- flags (None means 'not given')."""
+    """Defaults <- preset <- config file <- flags (None means 'not given').
+
+    validate=False leaves the checks to the caller (who may add its own problems to report
+    them all at once: TrainConfig.problems())."""
     values: dict[str, Any] = {}
     preset = (flags or {}).get("preset") or (file_values or {}).get("preset") or preset
     if preset is not None:
@@ -270,7 +337,7 @@ def resolve(
         raise UsageError(str(e)) from None
     if isinstance(config.learning_rate, int) and not isinstance(config.learning_rate, bool):
         config.learning_rate = float(config.learning_rate)
-    return config.validate()
+    return config.validate() if validate else config
 
 
 def to_yaml(config: TrainConfig) -> str:

@@ -110,7 +110,6 @@ def choose_strategy(name: str = "auto") -> Placement:
         if _num_workers(cfg) < 1:
             raise UsageError("--strategy multi-worker needs TF_CONFIG with a cluster of workers")
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        _patch_keras_fit_for_multi_worker()
         task = cfg.get("task", {})
         index = int(task.get("index", 0))
         # Worker 0 is the chief, unless the cluster names a separate "chief" task.
@@ -139,57 +138,3 @@ def choose_strategy(name: str = "auto") -> Placement:
     gpus = tf.config.list_logical_devices("GPU")
     device = gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name
     return Placement(tf.distribute.get_strategy(), "default", 1, [device])
-
-
-def _patch_keras_fit_for_multi_worker() -> None:
-    """Two narrow fixes that let Keras 3's own fit()/evaluate() run under
-    MultiWorkerMirroredStrategy; applied only when that strategy is chosen.
-
-    Keras 3.15 with TensorFlow 2.21 fails there in two places (keras-team/keras#20585,
-    tensorflow/tensorflow#72388, both open):
-    1. fit() builds the model from its first batch, which it first reduces across workers
-       eagerly: MultiWorkerMirroredStrategy cannot, "Attempt to convert a value (PerReplica".
-       The local shard of that batch has every shape the build needs.
-    2. Each step averages the per-replica logs (scalars) with `strategy.reduce("MEAN", v,
-       axis=0)`: "Invalid reduction dimension 0 for input with 0 dimensions". A scalar is
-       averaged across replicas with axis=None.
-    Remove this once Keras runs tests/test_cluster.py without it.
-    """
-    from keras import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    from tfvision_cli.tf_import import tf as import_tf
-
-    tf = import_tf()
-    if getattr(tf_trainer, "_tfvision_multi_worker_fix", False):
-        return
-    multi_worker = tf_trainer._collective_all_reduce_multi_worker
-    original_reduce = tf_trainer.reduce_per_replica
-    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and multi_worker(strategy):
-            local = [strategy.experimental_local_results(v)[0] for v in tree.flatten(values)]
-            if all(v.shape.rank == 0 for v in local):
-                return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-        return original_reduce(values, strategy, reduction)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self.distribute_strategy
-        if iterator is not None and multi_worker(strategy):
-            for _, _, it in iterator:
-                data_batch = tree.map_structure(
-                    lambda v: (
-                        strategy.experimental_local_results(v)[0]
-                        if isinstance(v, tf.distribute.DistributedValues)
-                        else v
-                    ),
-                    next(it),
-                )
-                break
-            iterator = None
-        return original_build(self, iterator=iterator, data_batch=data_batch)
-
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    tf_trainer._tfvision_multi_worker_fix = True

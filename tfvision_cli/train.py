@@ -13,6 +13,19 @@ from tfvision_cli.config import TrainConfig
 from tfvision_cli.errors import UsageError
 
 
+def check_config(config: TrainConfig) -> None:
+    """Every problem of a configuration, names included (model, its options, dataset), raised
+    as one usage error: all at once, and before TensorFlow is imported."""
+    from tfvision_cli.data.catalog import check_dataset
+    from tfvision_cli.models.registry import check_model
+
+    problems = config.problems()
+    problems += check_model(config.model, config.model_options)
+    problems += check_dataset(config.dataset, config.data_dir)
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -63,29 +76,30 @@ def train(
     model = stages.build_model(config, shape, info.num_classes, placement, pipes.steps)
 
     # Train
-    write = placement.is_chief
+    is_chief = placement.is_chief
     monitor = "val_accuracy" if pipes.val is not None else "accuracy"
     with (
-        stages.run_lifecycle(run, resuming, write, config, info, shape) as state,
-        stages.own_files(run, write, placement.worker_index) as own,
+        stages.run_lifecycle(run, resuming, is_chief, config, info, shape) as state,
+        stages.own_files(run, is_chief, placement.worker_index) as own,
     ):
         emit("run", path=str(run.path), resuming=resuming)
         callbacks = stages.make_callbacks(
-            config, run, own, resuming, write, state, monitor, pipes.steps, emit
+            config, run, own, resuming, is_chief, state, monitor, pipes.steps, emit
         )
         start = time.perf_counter()
         history = stages.fit(model, pipes, callbacks, config, placement, run)
         train_seconds = time.perf_counter() - start
 
         # Evaluate
+        splits.notes.update(stages.finish_model(model, pipes, callbacks, run, config, placement))
         metrics = {
             "dataset": config.dataset,
             "model": config.model,
-            **stages.test_report(model, pipes, callbacks, run),
+            **stages.test_report(model, pipes, placement),
             "test_examples": int(len(splits.test[1])),
             **_session(history.history, state, pipes, len(splits.train[1]), train_seconds),
             "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
-            "best_epoch": run.read_state().get("best_epoch") if write else None,
+            "best_epoch": run.read_state().get("best_epoch") if is_chief else None,
             "epochs": config.epochs,
             "global_batch_size": pipes.global_batch,
             "replicas": placement.replicas,
@@ -95,7 +109,7 @@ def train(
             "weights_sha256": stages.weights_digest(model),
             "notes": splits.notes,
         }
-        if write:
+        if is_chief:
             stages.write_json(run.metrics, metrics)
     return TrainResult(run.path, metrics)
 

@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from tfvision_cli import __version__, console
+from tfvision_cli.cli.common import flag
 from tfvision_cli.errors import TfvisionError
 
 _debug = False
@@ -99,10 +100,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
+    version: bool = flag(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
-    debug: bool = typer.Option(
+    debug: bool = flag(
         False, "--debug", help="Show tracebacks and TensorFlow's own logs on errors."
     ),
 ) -> None:

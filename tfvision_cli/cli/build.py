@@ -7,18 +7,21 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import parse_ints, parse_model_options
+from tfvision_cli.cli.common import flag, parse_ints, parse_model_options
+from tfvision_cli.cli.complete import complete_models
 
 
 def build(
-    name: str = typer.Argument(..., help="Model name (`tfvision models list`)."),
+    name: str = typer.Argument(
+        ..., autocompletion=complete_models, help="Model name (`tfvision models list`)."
+    ),
     input_shape: str = typer.Option("28,28,1", "--input-shape", help="H,W,C of the images."),
     classes: int = typer.Option(10, "--classes", min=2, help="Number of classes."),
     out: Path = typer.Option(Path("model.keras"), "--out", "-o", help="The .keras file to write."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing file at --out."),
-    pretrained: bool = typer.Option(False, "--pretrained", help="ImageNet weights where offered."),
+    force: bool = flag(False, "--force", help="Replace an existing file at --out."),
+    pretrained: bool = flag(False, "--pretrained", help="ImageNet weights where offered."),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE for the model."),
-    as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
+    as_json: bool = flag(False, "--json", help="JSON summary on stdout."),
 ) -> None:
     """Build an untrained model, summarise it and save it."""
     from tfvision_cli.errors import UsageError

@@ -7,7 +7,41 @@ import typer
 from tfvision_cli.config import MAX_IMAGE_SIDE, load_yaml
 from tfvision_cli.errors import UsageError
 
-TRUST_MODEL = typer.Option(
+
+def flag(default: bool, *decls: str, **options):
+    """A true/false option: shown without a value placeholder in --help."""
+    return typer.Option(default, *decls, metavar="", **options)
+
+
+def choice(default, *decls: str, choices, **options):
+    """An option whose value is one of choices: listed in --help and completed by the shell.
+    The core checks the value (so that every bad name is reported at once, with a suggestion)."""
+    from tfvision_cli.cli.complete import starting_with
+
+    choices = tuple(choices)
+    return typer.Option(
+        default,
+        *decls,
+        metavar=f"[{'|'.join(choices)}]",
+        autocompletion=starting_with(choices),
+        **options,
+    )
+
+
+def model_argument(default, help: str):
+    """The MODEL argument of evaluate, predict, export, ...: completes `latest` and runs."""
+    from tfvision_cli.cli.complete import complete_runs
+
+    return typer.Argument(default, help=help, autocompletion=complete_runs)
+
+
+def dataset_option(*decls: str, help: str):
+    from tfvision_cli.cli.complete import complete_datasets
+
+    return typer.Option(None, *decls, help=help, autocompletion=complete_datasets)
+
+
+TRUST_MODEL = flag(
     False,
     "--trust-model",
     help="Run a SavedModel without first checking that its graph holds only ops a classifier "

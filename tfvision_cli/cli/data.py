@@ -8,13 +8,15 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.common import flag
+from tfvision_cli.cli.complete import complete_datasets
 
 app = typer.Typer(help="Find, download, inspect and preview datasets.", no_args_is_help=True)
 
 DATA_DIR = typer.Option(
     None, "--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR, else TFDS's default)."
 )
-JSON = typer.Option(False, "--json", help="Print JSON on stdout instead of a table.")
+JSON = flag(False, "--json", help="Print JSON on stdout instead of a table.")
 
 
 def _prepared(name: str, data_dir: str | None) -> bool:
@@ -113,7 +115,9 @@ def download(
 
 @app.command()
 def info(
-    name: str = typer.Argument(..., help="Dataset name or folder."),
+    name: str = typer.Argument(
+        ..., help="Dataset name or folder.", autocompletion=complete_datasets
+    ),
     data_dir: str | None = DATA_DIR,
     as_json: bool = JSON,
 ) -> None:
@@ -152,7 +156,9 @@ def info(
 
 @app.command()
 def preview(
-    name: str = typer.Argument(..., help="Dataset name or folder."),
+    name: str = typer.Argument(
+        ..., help="Dataset name or folder.", autocompletion=complete_datasets
+    ),
     out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write."),
     split: str = typer.Option("train", "--split", help="Split to sample from."),
     count: int = typer.Option(32, "--count", min=1, max=256, help="Number of images."),

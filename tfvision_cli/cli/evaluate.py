@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import TRUST_MODEL
+from tfvision_cli.cli.common import TRUST_MODEL, dataset_option, flag, model_argument
 
 
 def evaluate(
-    model: str = typer.Argument("latest", help="Run directory, latest, .keras or an export."),
-    dataset: str | None = typer.Option(
-        None, "--dataset", "-d", help="Dataset name or folder (default: the model's own)."
+    model: str = model_argument("latest", help="Run directory, latest, .keras or an export."),
+    dataset: str | None = dataset_option(
+        "--dataset", "-d", help="Dataset name or folder (default: the model's own)."
     ),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="TFDS data directory."),
@@ -23,9 +23,9 @@ def evaluate(
     plots: Path | None = typer.Option(
         None, "--plots", help="Folder for the pictures (default: the run directory)."
     ),
-    no_plots: bool = typer.Option(False, "--no-plots", help="Write no pictures."),
+    no_plots: bool = flag(False, "--no-plots", help="Write no pictures."),
     trust_model: bool = TRUST_MODEL,
-    as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    as_json: bool = flag(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix, and pictures of the mistakes."""
     from tfvision_cli.evaluate import evaluate as do_evaluate

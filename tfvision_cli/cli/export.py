@@ -7,12 +7,13 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.common import choice, flag, model_argument
 from tfvision_cli.formats import FORMATS, QUANTIZATIONS, variants
 
 
 def export(
-    model: str = typer.Argument("latest", help="Run directory, latest or a .keras file."),
-    fmt: str = typer.Option(..., "--format", "-f", help=f"One of: {', '.join(FORMATS)}."),
+    model: str = model_argument("latest", help="Run directory, latest or a .keras file."),
+    fmt: str = choice(..., "--format", "-f", choices=FORMATS, help="The format to write."),
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -20,20 +21,21 @@ def export(
         help="Folder for the export (default: <run>/exports/<format>[-<quantize>]). An "
         "existing folder is replaced only if it is a tfvision export, and only with --force.",
     ),
-    force: bool = typer.Option(False, "--force", help="Replace an earlier tfvision export."),
-    quantize: str = typer.Option(
+    force: bool = flag(False, "--force", help="Replace an earlier tfvision export."),
+    quantize: str = choice(
         "none",
         "--quantize",
+        choices=QUANTIZATIONS,
         help=f"tflite: {', '.join(QUANTIZATIONS)} (int8 is calibrated on 300 training images).",
     ),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the parity gate."),
+    verify: bool = flag(True, "--verify/--no-verify", help="Run the parity gate."),
     min_agreement: float | None = typer.Option(
         None, "--min-agreement", help="Top-1 agreement needed (default 0.999; int8 0.99)."
     ),
     examples: int = typer.Option(
         1000, "--examples", min=1, max=1_000_000, help="Held-out images to compare."
     ),
-    as_json: bool = typer.Option(False, "--json", help="The metadata as JSON on stdout."),
+    as_json: bool = flag(False, "--json", help="The metadata as JSON on stdout."),
 ) -> None:
     """Export a trained model and prove it predicts like the Keras model (the parity gate)."""
     from tfvision_cli.export import export as do_export
@@ -63,7 +65,7 @@ def export(
 
 
 def benchmark(
-    model: str = typer.Argument("latest", help="Run directory, latest or a .keras file."),
+    model: str = model_argument("latest", help="Run directory, latest or a .keras file."),
     formats: str = typer.Option(
         "keras,savedmodel,tflite,tflite-int8,onnx",
         "--formats",
@@ -74,7 +76,7 @@ def benchmark(
     ),
     warmup: int = typer.Option(10, "--warmup", min=0, max=100_000, help="Untimed runs first."),
     batch: int = typer.Option(256, "--batch", min=1, max=65_536, help="Batch for throughput."),
-    as_json: bool = typer.Option(False, "--json", help="JSON list on stdout."),
+    as_json: bool = flag(False, "--json", help="JSON list on stdout."),
 ) -> None:
     """Export to each format (or reuse the exports) and compare size, accuracy and speed."""
     from tfvision_cli.benchmark import benchmark as do_benchmark

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import parse_ints
+from tfvision_cli.cli.common import flag, parse_ints
+from tfvision_cli.cli.complete import complete_models
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 
@@ -18,7 +19,7 @@ def list_cmd(
     pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'res*'."),
     input_shape: str = INPUT_SHAPE,
     classes: int = CLASSES,
-    as_json: bool = typer.Option(False, "--json", help="JSON list on stdout."),
+    as_json: bool = flag(False, "--json", help="JSON list on stdout."),
 ) -> None:
     """Registered models with family, parameters at the given input and a description."""
     from tfvision_cli.models.registry import create_model, get_entry, list_models
@@ -53,10 +54,10 @@ def list_cmd(
 
 @app.command()
 def show(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., autocompletion=complete_models, help="Model name."),
     input_shape: str = INPUT_SHAPE,
     classes: int = CLASSES,
-    as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+    as_json: bool = flag(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Layer summary, parameters and FLOPs per image of one model."""
     from tfvision_cli.models.registry import create_model, get_entry

@@ -8,18 +8,18 @@ import time
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import TRUST_MODEL
+from tfvision_cli.cli.common import TRUST_MODEL, flag, model_argument
 
 
 def predict(
-    model: str = typer.Argument(..., help="Run directory, latest, .keras or an export."),
+    model: str = model_argument(..., help="Run directory, latest, .keras or an export."),
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (recursive), or - for paths on stdin, one per line."
     ),
     top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="Classes listed per image."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=65_536, help="Images per batch."),
     trust_model: bool = TRUST_MODEL,
-    as_json: bool = typer.Option(False, "--json", help="NDJSON even on a terminal."),
+    as_json: bool = flag(False, "--json", help="NDJSON even on a terminal."),
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
     from tfvision_cli.loaders import load_predictor

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import parse_image_size
+from tfvision_cli.cli.common import flag, parse_image_size
 
 
 def preprocess(
@@ -26,8 +26,8 @@ def preprocess(
     ),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share held out for testing."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stratified split."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    overwrite: bool = flag(False, "--overwrite", help="Replace OUT if it exists."),
+    as_json: bool = flag(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Decode, resize, split and store a folder of images as a TFDS dataset that trains fast."""
     from tfvision_cli.data.preprocess import preprocess as do_preprocess

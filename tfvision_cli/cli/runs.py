@@ -7,6 +7,7 @@ import time
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.common import flag, model_argument
 
 app = typer.Typer(
     help="Training runs in saved_models/ (or $TFVISION_RUNS_DIR).", no_args_is_help=True
@@ -14,7 +15,7 @@ app = typer.Typer(
 
 
 @app.command("list")
-def list_cmd(as_json: bool = typer.Option(False, "--json", help="JSON list on stdout.")) -> None:
+def list_cmd(as_json: bool = flag(False, "--json", help="JSON list on stdout.")) -> None:
     """Runs, newest first, with their status and test accuracy."""
     from tfvision_cli.runs import list_runs, runs_root
 
@@ -63,7 +64,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="JSON list on st
 
 
 @app.command()
-def show(run: str = typer.Argument("latest", help="Run directory or latest.")) -> None:
+def show(run: str = model_argument("latest", help="Run directory or latest.")) -> None:
     """One run's configuration and metrics as JSON."""
     from tfvision_cli.config import read_yaml
     from tfvision_cli.runs import resolve_run

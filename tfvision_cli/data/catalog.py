@@ -16,7 +16,7 @@ import numpy as np
 
 from tfvision_cli.data import builtin, folder, tfds_source  # noqa: F401  (builtin registers)
 from tfvision_cli.data.base import BUILTIN, Dataset, class_counts, pixel_stats
-from tfvision_cli.errors import UsageError
+from tfvision_cli.errors import UsageError, did_you_mean
 
 
 def builtin_names() -> list[str]:
@@ -88,6 +88,26 @@ def open_dataset(
     """Resolve a dataset name or folder to a Dataset (see SOURCES)."""
     source = next(s for s in SOURCES if s.takes(spec))
     return source.open(spec, data_dir, image_size, channels)
+
+
+def check_dataset(spec: str, data_dir: str | None = None) -> list[str]:
+    """What is wrong with a dataset name, found without TensorFlow: a missing folder, or a name
+    that is no built-in, no prepared TFDS dataset and close to one tfvision knows (`mnsit`).
+    Other names go to TFDS, which knows every dataset it can download."""
+    if spec in BUILTIN:
+        return []
+    if is_path_spec(spec):
+        path = Path(spec).expanduser()
+        if not path.exists():
+            return [f"dataset folder {spec} does not exist"]
+        return [] if path.is_dir() else [f"{spec} is a file, not a dataset folder"]
+    name = spec.split(":")[0]
+    known = [row[0] for row in KNOWN_TFDS] + list(BUILTIN)
+    root = Path(tfds_source.resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser()
+    if name in known or (root / name).is_dir():
+        return []
+    close = did_you_mean(name, known)
+    return [f"unknown dataset {spec!r}.{close}"] if close else []
 
 
 def describe(dataset: Dataset) -> dict:

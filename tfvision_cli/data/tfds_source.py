@@ -208,7 +208,7 @@ def _cache_path(builder, split: str, resize_to) -> Path | None:
     files = sorted(p for p in data_dir.glob(f"*-{split}.*") if p.is_file())
     if not files:
         return None
-    key = hashlib.sha1(
+    key = hashlib.sha256(
         repr(
             [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
             + [resize_to]

@@ -1,5 +1,6 @@
-"""Keras models by name: see registry.py."""
+"""Keras models by name: see registry.py. Importing this package registers every family."""
 
-from tfvision_cli.models.registry import create_model, list_models, register_model
+from tfvision_cli.models import applications, cnn, mlp, resnet, rnn, vit  # noqa: F401
+from tfvision_cli.models.registry import check_model, create_model, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["check_model", "create_model", "list_models", "register_model"]

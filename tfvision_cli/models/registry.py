@@ -3,12 +3,15 @@
     @register_model("cnn", family="cnn", description="...")
     def cnn(input_shape, num_classes, **options) -> keras.Model: ...
 
-Model modules import Keras lazily (inside the function), so listing names costs nothing.
+Model modules import Keras lazily (inside the function), so listing names costs nothing. The
+package (models/__init__.py) imports every family module, as timm's does: importing anything
+from tfvision_cli.models registers them all.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,8 +27,6 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
-_MODULES = ["mlp", "cnn", "resnet", "applications", "vit", "rnn"]
-_imported = False
 
 
 def register_model(name: str, *, family: str, description: str):
@@ -40,30 +41,32 @@ def register_model(name: str, *, family: str, description: str):
     return decorator
 
 
-def _import_all() -> None:
-    global _imported
-    if not _imported:
-        import importlib
-
-        for module in _MODULES:
-            importlib.import_module(f"tfvision_cli.models.{module}")
-        _imported = True
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted."""
-    _import_all()
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
 def get_entry(name: str) -> ModelEntry:
-    _import_all()
     if name not in _MODELS:
         raise UsageError(
             f"unknown model {name!r}.{did_you_mean(name, _MODELS)}",
             hint="`tfvision models list` shows them all",
         )
     return _MODELS[name]
+
+
+def check_model(name: str, options: dict) -> list[str]:
+    """What is wrong with a model name and its options (checked against the builder's
+    signature), without building anything."""
+    if name not in _MODELS:
+        return [f"unknown model {name!r}.{did_you_mean(name, _MODELS)} (`tfvision models list`)"]
+    accepted = list(inspect.signature(_MODELS[name].fn).parameters)[2:]
+    return [
+        f"model {name!r} has no option {key!r}.{did_you_mean(key, accepted)} "
+        f"Its options: {', '.join(accepted) or 'none'}"
+        for key in options
+        if key not in accepted
+    ]
 
 
 def create_model(name: str, input_shape, num_classes: int, **options):
@@ -77,15 +80,9 @@ def create_model(name: str, input_shape, num_classes: int, **options):
         raise UsageError(f"input shape must be H,W,C with C 1 or 3, got {input_shape}")
     if num_classes < 2:
         raise UsageError(f"a classifier needs at least 2 classes, got {num_classes}")
-    import inspect
-
-    accepted = list(inspect.signature(entry.fn).parameters)[2:]
-    for key in options:
-        if key not in accepted:
-            raise UsageError(
-                f"model {name!r} has no option {key!r}.{did_you_mean(key, accepted)}",
-                hint=f"its options: {', '.join(accepted) or 'none'}",
-            )
+    problems = check_model(name, options)
+    if problems:
+        raise UsageError("; ".join(problems))
     try:
         return entry.fn(input_shape, num_classes, **options)
     except (ValueError, TypeError) as e:

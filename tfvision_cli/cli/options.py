@@ -1,0 +1,77 @@
+"""Typer options generated from TrainConfig's field declarations (config.py), so that every
+training option is declared once: its flag, type, default, choices, bounds, help and shell
+completion all come from the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+
+import typer
+
+from tfvision_cli.cli.complete import complete_datasets, complete_models, starting_with
+from tfvision_cli.config import PRESETS, TrainConfig, base_type, interval
+
+_COMPLETERS: dict[str, Callable[[str], list[str]]] = {
+    "models": complete_models,
+    "datasets": complete_datasets,
+}
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def cli_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)]
+
+
+def _help(f: dataclasses.Field) -> str:
+    meta, kind = f.metadata, base_type(f)
+    text = meta["help"]
+    if kind in (int, float) and any(meta.get(k) is not None for k in ("low", "above", "high")):
+        text += f" Range {interval(meta)}."
+    return text
+
+
+def _option(f: dataclasses.Field) -> inspect.Parameter:
+    meta, kind = f.metadata, base_type(f)
+    choices = meta.get("choices") or (tuple(PRESETS) if f.name == "preset" else None)
+    flag = flag_of(f)
+    if kind is bool:
+        decls, metavar = [f"{flag}/--no-{flag[2:]}"], ""
+    else:
+        decls = [flag, *meta.get("aliases", ())]
+        metavar = f"[{'|'.join(choices)}]" if choices else None
+    completer = starting_with(choices) if choices else _COMPLETERS.get(meta.get("complete"))
+    default = f.default if f.default is not dataclasses.MISSING else None
+    option = typer.Option(
+        default,
+        *decls,
+        help=_help(f),
+        metavar=metavar,
+        autocompletion=completer,
+        show_default=default is not None,
+    )
+    return inspect.Parameter(
+        f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None
+    )
+
+
+def config_options() -> list[inspect.Parameter]:
+    """One Typer option per TrainConfig field the command line spells as a flag."""
+    return [_option(f) for f in cli_fields()]
+
+
+def given(ctx: typer.Context, values: dict) -> dict:
+    """The config options the user typed (not their defaults): flags override config files
+    and presets only where given."""
+    from typer._click.core import ParameterSource
+
+    names = {f.name for f in cli_fields()}
+    return {
+        name: value
+        for name, value in values.items()
+        if name in names and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+    }

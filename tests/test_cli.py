@@ -1,6 +1,7 @@
 """The command itself: start-up cost, --version, exit codes, help for every command."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,7 +43,8 @@ def test_train_help_shows_defaults_ranges_and_choices(cli):
     r = cli("train", "--help")
     assert r.exit_code == 0
     text = " ".join(r.stdout.split())
-    assert "Epochs to train. Range [1, 100000]. [default: 4]" in text.replace("│ ", "")
+    text = text.replace("│ ", "")
+    assert re.search(r"Epochs to train\..{0,200}Range \[1, 100000\]\. \[default: 4\]", text)
     assert "[adam|adamw|sgd|rmsprop|nadam]" in text.replace(" ", "")
     assert "[default: fastnet]" in text and "--no-xla" in text
 
@@ -66,7 +68,8 @@ def test_every_training_option_is_a_config_field_declared_once():
         if param.name in fields and fields[param.name].metadata["cli"]:
             field = fields[param.name]
             assert flag_of(field) in param.opts
-            assert param.default == field.default, param.name
+            shown = field.default if field.default is not None else field.metadata["shown"]
+            assert param.default == shown, param.name
             assert field.metadata["help"] in param.help
     # the spellings of their own still land in TrainConfig fields
     assert {"dataset", "model_options", "image_size"} <= set(fields)

@@ -94,6 +94,24 @@ class BestModel(keras.callbacks.Callback):
             self.on_save(epoch + 1, value)
 
 
+class TrialPruning(keras.callbacks.Callback):
+    """Reports each epoch's metric to an Optuna trial and stops a trial its pruner finds
+    hopeless at that epoch's end (`tfvision tune --pruner`)."""
+
+    def __init__(self, trial, metric: str):
+        super().__init__()
+        self.trial, self.metric, self.pruned = trial, metric, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.metric)
+        if value is None:
+            return
+        self.trial.report(float(value), epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            self.model.stop_training = True
+
+
 class StopOnNaN(keras.callbacks.Callback):
     """Stops training when the loss stops being finite and remembers where."""
 

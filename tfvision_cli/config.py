@@ -18,6 +18,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 AUGMENTS = ("none", "light", "standard")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+CLASS_WEIGHTS = ("none", "balanced")
 MAX_IMAGE_SIDE = 4096
 
 
@@ -34,6 +35,7 @@ def option(
     below: float | None = None,
     complete: str | None = None,
     cli: bool = True,
+    shown: Any = None,
 ) -> Any:
     """A TrainConfig field: the one declaration of an option.
 
@@ -42,6 +44,8 @@ def option(
     complete: what the shell completes for it ("models", "datasets"); choices complete too.
     cli: False for what the command line spells its own way (the DATASET argument,
     --model-option, --image-size).
+    shown: the default --help shows when the field's own is None, meaning "decided from the
+    data" (epochs).
     """
     meta = {
         "help": help,
@@ -54,6 +58,7 @@ def option(
         "below": below,
         "complete": complete,
         "cli": cli,
+        "shown": shown,
     }
     if isinstance(default, dict | list):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -68,11 +73,28 @@ class TrainConfig:
         "mnist", "TFDS name (mnist, cifar10, ...), digits, or a folder.", cli=False
     )
     model: str = option(
-        "fastnet", "Model name (`tfvision models list`).", aliases=("-m",), complete="models"
+        "fastnet",
+        "Model name (`tfvision models list`), or a .keras file to train as it is.",
+        aliases=("-m",),
+        complete="models",
+    )
+    init_from: str | None = option(
+        None,
+        "Start from the weights of a run (or latest) or a .keras file: same architecture, a new "
+        "head when the classes differ. Without --model, the run's model.",
+        complete="runs",
     )
     model_options: dict[str, Any] = option({}, "KEY=VALUE options of the model.", cli=False)
     pretrained: bool = option(False, "Start from ImageNet weights (keras.applications nets).")
-    epochs: int = option(4, "Epochs to train.", aliases=("-e",), low=1, high=100_000)
+    epochs: int | None = option(
+        None,
+        "Epochs to train. Unless given: 4 on MNIST-sized data, more on smaller datasets, so that "
+        "every dataset gets a budget of at least 1,600 optimizer steps (at most 40 epochs).",
+        aliases=("-e",),
+        low=1,
+        high=100_000,
+        shown=4,
+    )
     batch_size: int = option(
         128,
         "Per-replica batch; the global batch is this times the replicas.",
@@ -95,6 +117,11 @@ class TrainConfig:
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW-style).", low=0, high=1)
     label_smoothing: float = option(0.1, "Label smoothing of the training loss.", low=0, below=1)
     augment: str = option("none", "Random geometric augmentation, in tf.data.", choices=AUGMENTS)
+    class_weight: str = option(
+        "none",
+        "balanced: weigh each class's loss by total / (classes x its count), for imbalanced data.",
+        choices=CLASS_WEIGHTS,
+    )
     validation_split: float = option(
         0.1, "Share of train held out (seeded, stratified) for validation.", low=0, below=1
     )

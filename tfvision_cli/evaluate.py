@@ -84,6 +84,31 @@ def top_confusions(cm: np.ndarray, class_names: list[str], k: int = 5) -> list[d
     return out
 
 
+def _same(name: str, predictor) -> bool:
+    from pathlib import Path
+
+    own = predictor.dataset
+    if not own:
+        return False
+    return name == own or Path(name).expanduser().resolve() == Path(own).expanduser().resolve()
+
+
+def _images(data, split: str | None, own: bool):
+    """(images, labels, split name): the split asked for; by default the test split, or for a
+    plain folder that is not the model's own, every image in it ("all")."""
+    info = data.info
+    if split is None:
+        whole = None if own else data.whole()
+        if whole is not None:
+            return *whole, "all"
+        split = "test" if "test" in info.splits else next(iter(info.splits), "test")
+    if split not in info.splits:
+        raise UsageError(
+            f"dataset {info.name} has no split {split!r} (it has {', '.join(info.splits)})"
+        )
+    return *data.arrays(split), split
+
+
 @dataclass
 class Evaluation:
     report: dict
@@ -95,25 +120,27 @@ class Evaluation:
 def evaluate(
     predictor,
     dataset: str | None = None,
-    split: str = "test",
+    split: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 256,
 ) -> Evaluation:
-    """Run a model over a dataset split (default: the one it was trained on)."""
+    """Run a model over a dataset (default: the one it was trained on).
+
+    split: None means the test split; but a plain folder of class folders given as `dataset`
+    (not the model's own) is evaluated whole: every image in it.
+    """
     from tfvision_cli.data.catalog import open_dataset
 
     name = dataset or predictor.dataset
     if not name:
         raise UsageError("this model does not say which dataset it was trained on: pass --dataset")
     h, w, c = predictor.input_shape
-    data = open_dataset(name, data_dir=data_dir or predictor.data_dir, image_size=(h, w))
+    data = open_dataset(
+        name, data_dir=data_dir or predictor.data_dir, image_size=(h, w), channels=c
+    )
     info = data.info
     data.require_available()
-    if split not in info.splits:
-        raise UsageError(
-            f"dataset {info.name} has no split {split!r} (it has {', '.join(info.splits)})"
-        )
-    images, labels = data.arrays(split)
+    images, labels, split = _images(data, split, own=dataset is None or _same(name, predictor))
     if images.shape[1:] != (h, w, c):
         if images.shape[-1] != c:
             raise UsageError(
@@ -134,6 +161,10 @@ def evaluate(
     report.update(
         {"model": str(predictor.path), "format": predictor.format, "dataset": name, "split": split}
     )
+    if split == "all":
+        report["images_from"] = f"all {len(labels):,} images of {name}"
+    else:
+        report["images_from"] = f"the {split} split of {name} ({len(labels):,} images)"
     if info.extra.get("failures"):  # a raw folder's unreadable files, each named
         report["skipped_files"] = info.extra["failures"]
     return Evaluation(report, images, labels, probs)

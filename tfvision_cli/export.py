@@ -14,6 +14,8 @@ existing folder at --out is replaced only if it is a tfvision export (and only w
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import numpy as np
 
 from tfvision_cli import __version__
 from tfvision_cli.errors import TfvisionError, UsageError
-from tfvision_cli.files import atomic_dir, check_replaceable
+from tfvision_cli.files import atomic_dir, atomic_file, check_replaceable
 from tfvision_cli.formats import FORMATS, check_options
 from tfvision_cli.loaders import load_exported
 from tfvision_cli.predictor import Predictor
@@ -61,6 +63,9 @@ def export(
         min_agreement = DEFAULT_AGREEMENT["int8" if quantize == "int8" else "float"]
     if not 0 < min_agreement <= 1:
         raise UsageError(f"--min-agreement must be in (0, 1], got {min_agreement}")
+    if out is not None and form.artifact and Path(out).suffix == Path(form.artifact).suffix:
+        return _export_file(source, fmt, Path(out), quantize, verify, min_agreement, examples,
+                            calibration, force)  # fmt: skip
     folder = Path(out) if out else default_folder(source, fmt, quantize)
     _check_not_source(source, folder)
     check_replaceable(folder, "export", force)  # before minutes of work, not after
@@ -79,6 +84,48 @@ def export(
     except OSError as e:
         raise TfvisionError(f"cannot write {folder}: {e.strerror or e}") from None
     return ExportResult(folder / form.artifact if form.artifact else folder, folder, metadata)
+
+
+def metadata_beside(path: Path) -> Path:
+    """model.onnx -> model.metadata.json: the metadata of an export written as one file."""
+    return path.with_name(f"{path.stem}.metadata.json")
+
+
+def _export_file(source, fmt, out: Path, quantize, verify, min_agreement, examples, calib, force):
+    """--out model.onnx: the artifact as that one file, its metadata beside it as
+    model.metadata.json. An existing file is replaced only with --force, and only if its
+    metadata says tfvision exported it."""
+    meta_path = metadata_beside(out)
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not out.is_file():
+            raise UsageError(f"--out {out} exists and is not a file")
+        if not _is_tfvision_metadata(meta_path):
+            raise UsageError(
+                f"{out} exists and was not exported by tfvision; refusing to replace it"
+            )
+        if not force:
+            raise UsageError(f"{out} already holds an export", hint="--force replaces it")
+    if source.path.resolve() == out.resolve():
+        raise UsageError(f"--out {out} is the model being exported; choose another")
+    staging = out.parent / f".{out.name}.export"
+    # (force: a staging folder a killed export left is tfvision's; anything else is refused)
+    result = export(source, fmt, staging, quantize, verify, min_agreement, examples, calib, True)
+    try:
+        metadata = {**result.metadata, "artifact": out.name}
+        with atomic_file(meta_path) as tmp:
+            tmp.write_text(json.dumps(metadata, indent=2) + "\n")
+        os.replace(result.path, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out, out.parent, metadata)
+
+
+def _is_tfvision_metadata(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "tfvision_version" in meta and "format" in meta
 
 
 def _check_not_source(source: Predictor, folder: Path) -> None:

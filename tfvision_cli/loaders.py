@@ -74,7 +74,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _metadata_beside(path: Path) -> dict:
-    return _read_json(path.with_name("metadata.json"))
+    """model.metadata.json (an export written as one file), else the folder's metadata.json."""
+    return _read_json(path.with_name(f"{path.stem}.metadata.json")) or _read_json(
+        path.with_name("metadata.json")
+    )
 
 
 def _read_config(run) -> dict:
@@ -115,6 +118,8 @@ def load_exported(
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     meta = _read_json(folder / "metadata.json")
+    if path.is_file():
+        meta = _metadata_beside(path)
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         artifact = meta.get("artifact")
         if not isinstance(artifact, str) or artifact in ("", ".") or "/" in artifact:

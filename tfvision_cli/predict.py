@@ -9,7 +9,7 @@ from typing import TextIO
 
 import numpy as np
 
-from tfvision_cli.data.images import ImageReadError, is_image_path, read_image
+from tfvision_cli.data.images import ImageReadError, is_image_path, open_image, read_image
 
 
 def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
@@ -37,14 +37,38 @@ def _encoded(stdin: TextIO) -> Iterator[bytes]:
         yield os.fsencode(line)
 
 
+def size_warning(path: str, input_shape) -> str | None:
+    """A warning when an image is far from the model's input size (more than 2x either way),
+    e.g. 28x28 photos into an 8x8 digits model: predictions are then seldom meaningful."""
+    h, w = input_shape[:2]
+    try:
+        with open_image(path) as im:
+            ih, iw = im.height, im.width
+    except Exception:  # unreadable: reported with its result
+        return None
+    if max(ih / h, h / ih, iw / w, w / iw) > 2:
+        return (
+            f"{path} is {ih}x{iw} but the model takes {h}x{w} images: it is resized, but a model "
+            "trained on images of another size seldom predicts well"
+        )
+    return None
+
+
 def predict_paths(
-    predictor, paths: Iterable[str], batch_size: int = 64, top_k: int = 5
+    predictor, paths: Iterable[str], batch_size: int = 64, top_k: int = 5, on_warning=None
 ) -> Iterator[dict]:
     """One result per path, in input order: {path, label, class_name, confidence, top_k}
-    or {path, error}. At most batch_size decoded images are held at a time."""
+    or {path, error}. At most batch_size decoded images are held at a time. on_warning(text)
+    hears once when the first image is far from the model's input size."""
     h, w, c = predictor.input_shape
     pending: list[tuple[str, np.ndarray | None, str | None]] = []
+    checked = on_warning is None
     for path in paths:
+        if not checked:
+            warning = size_warning(path, (h, w))
+            checked = True
+            if warning:
+                on_warning(warning)
         try:
             pending.append((path, read_image(path, (h, w), c), None))
         except ImageReadError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli import __version__
+from tfvision_cli import __version__, finetune
 from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
 from tfvision_cli.config import TrainConfig, to_yaml
 from tfvision_cli.errors import TfvisionError, UsageError
@@ -58,13 +58,22 @@ def setup_tensorflow(config: TrainConfig):
     return tf, keras
 
 
-def resolve_dataset(config: TrainConfig) -> TrainConfig:
-    """config with a dataset folder made absolute, so the run finds it from any directory."""
+def resolve_paths(config: TrainConfig) -> TrainConfig:
+    """config with the dataset folder and model files made absolute, so that the run finds
+    them from any directory (resuming, evaluating, exporting)."""
     from tfvision_cli.data.catalog import is_path_spec
 
-    if not is_path_spec(config.dataset):
-        return config
-    return dataclasses.replace(config, dataset=str(Path(config.dataset).expanduser().resolve()))
+    def absolute(text: str) -> str:
+        return str(Path(text).expanduser().resolve())
+
+    changes = {}
+    if is_path_spec(config.dataset):
+        changes["dataset"] = absolute(config.dataset)
+    if config.model.endswith(".keras"):
+        changes["model"] = absolute(config.model)
+    if config.init_from:  # the file itself: `latest` would mean another run tomorrow
+        changes["init_from"] = absolute(str(finetune.source_file(config.init_from)))
+    return dataclasses.replace(config, **changes)
 
 
 def open_data(config: TrainConfig, emit: Emit):
@@ -131,6 +140,7 @@ class Pipelines:
     test: object
     global_batch: int
     steps: int  # training steps per epoch
+    class_weight: dict[int, float] | None = None
 
 
 def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) -> Pipelines:
@@ -157,7 +167,34 @@ def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) ->
     )
     val = make_dataset(*splits.val, n_classes, global_batch) if splits.val else None
     test = make_dataset(*splits.test, n_classes, global_batch)
-    return Pipelines(train, val, test, global_batch, steps)
+    weights = (
+        class_weights(splits.train[1], n_classes) if config.class_weight == "balanced" else None
+    )
+    return Pipelines(train, val, test, global_batch, steps, weights)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """'balanced' weights, as scikit-learn's: total / (classes x count of the class)."""
+    counts = np.bincount(labels, minlength=n_classes)
+    return {c: float(len(labels) / (n_classes * n)) if n else 0.0 for c, n in enumerate(counts)}
+
+
+# Every dataset gets at least the optimizer steps the default recipe takes on MNIST (4 epochs of
+# 422 steps = 1,688): a smaller dataset gets more epochs of fewer steps, not fewer steps.
+STEP_BUDGET = 1600
+EPOCHS_RANGE = (4, 40)
+
+
+def choose_epochs(config: TrainConfig, n_train: int, replicas: int) -> TrainConfig:
+    """config with epochs decided from the data when none were given (config.epochs None)."""
+    if config.epochs is not None:
+        return config
+    low, high = EPOCHS_RANGE
+    steps = math.ceil(n_train / (config.batch_size * replicas))
+    if config.steps_per_epoch:  # a quick trial keeps its few steps
+        return dataclasses.replace(config, epochs=low)
+    epochs = min(high, max(low, math.ceil(STEP_BUDGET / max(steps, 1))))
+    return dataclasses.replace(config, epochs=epochs)
 
 
 def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:
@@ -175,17 +212,24 @@ def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:
 
 
 def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: int):
-    """The registry model, created and compiled inside the strategy's scope."""
+    """The model (from the registry, or a .keras file), started from --init-from's weights if
+    given, compiled inside the strategy's scope. Returns (model, notes for metrics.json)."""
     import keras
 
     from tfvision_cli.models.registry import create_model
     from tfvision_cli.optim import make_optimizer
 
+    notes = {}
     with placement.strategy.scope():
         options = dict(config.model_options)
         if config.pretrained:
             options["pretrained"] = True
-        model = create_model(config.model, shape, n_classes, **options)
+        if finetune.is_model_file(config.model):
+            model = finetune.model_from_file(config.model, shape, n_classes)
+        else:
+            model = create_model(config.model, shape, n_classes, **options)
+        if config.init_from:
+            notes = finetune.init_weights(model, config.init_from)
         if placement.replicas > 1:
             synchronize_batch_norm(model)
         model.compile(
@@ -199,7 +243,7 @@ def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: in
             steps_per_execution=config.steps_per_execution,
             jit_compile=config.xla,
         )
-    return model
+    return model, notes
 
 
 def synchronize_batch_norm(model) -> None:
@@ -377,6 +421,7 @@ def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placemen
                 callbacks=callbacks.all,
                 verbose=0,
                 shuffle=False,
+                class_weight=pipelines.class_weight,
             )
     except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
         if placement.num_workers < 2:

@@ -16,11 +16,17 @@ from tfvision_cli.errors import UsageError
 def check_config(config: TrainConfig) -> None:
     """Every problem of a configuration, names included (model, its options, dataset), raised
     as one usage error: all at once, and before TensorFlow is imported."""
+    from tfvision_cli import finetune
     from tfvision_cli.data.catalog import check_dataset
     from tfvision_cli.models.registry import check_model
 
     problems = config.problems()
-    problems += check_model(config.model, config.model_options)
+    if finetune.is_model_file(config.model):
+        problems += finetune.check_source(config.model)
+    else:
+        problems += check_model(config.model, config.model_options)
+    if config.init_from:
+        problems += finetune.check_source(config.init_from)
     problems += check_dataset(config.dataset, config.data_dir)
     if problems:
         raise UsageError("; ".join(problems))
@@ -37,16 +43,21 @@ def train(
     run_dir: Path | None = None,
     resume: bool = False,
     on_event: Callable[..., None] | None = None,
+    extra_callbacks: list | None = None,
 ) -> TrainResult:
-    """Train config.model on config.dataset; write the run directory; return its metrics."""
+    """Train config.model on config.dataset; write the run directory; return its metrics.
+
+    extra_callbacks: Keras callbacks of the caller's (tune's pruning), run after tfvision's own
+    and before the epoch's backup is committed."""
     from tfvision_cli.distribute import choose_strategy, cluster_size
     from tfvision_cli.models.registry import get_entry
 
     emit = on_event or (lambda kind, **data: None)
     stages.setup_tensorflow(config)
     tf_imported = time.perf_counter()
-    get_entry(config.model)  # an unknown model fails before any data is read
-    config = stages.resolve_dataset(config)
+    if not config.model.endswith(".keras"):
+        get_entry(config.model)  # an unknown model fails before any data is read
+    config = stages.resolve_paths(config)
     if run_dir is None and config.strategy in ("auto", "multi-worker") and cluster_size() > 1:
         raise UsageError(
             "multi-worker training needs --run-dir: the same folder on every worker, on storage "
@@ -66,6 +77,7 @@ def train(
     dataset = stages.open_data(config, emit)
     info = dataset.info
     splits = stages.load_splits(dataset, config)
+    config = stages.choose_epochs(config, len(splits.train[1]), placement.replicas)
     if "skipped_files" in splits.notes:
         emit("skipped", files=splits.notes["skipped_files"])
     pipes = stages.build_pipelines(splits, info, config, placement.replicas)
@@ -73,7 +85,8 @@ def train(
     emit("data", **stages.describe_data(info, splits, pipes))
 
     # Model: the run directory is written only once it builds
-    model = stages.build_model(config, shape, info.num_classes, placement, pipes.steps)
+    model, notes = stages.build_model(config, shape, info.num_classes, placement, pipes.steps)
+    splits.notes.update(notes)
 
     # Train
     is_chief = placement.is_chief
@@ -86,6 +99,7 @@ def train(
         callbacks = stages.make_callbacks(
             config, run, own, resuming, is_chief, state, monitor, pipes.steps, emit
         )
+        callbacks.all[-1:-1] = extra_callbacks or []
         start = time.perf_counter()
         history = stages.fit(model, pipes, callbacks, config, placement, run)
         train_seconds = time.perf_counter() - start

@@ -131,6 +131,7 @@ def _register() -> None:
         preprocess,
         runs,
         train,
+        tune,
     )
 
     app.add_typer(data.app, name="data")
@@ -140,6 +141,7 @@ def _register() -> None:
     app.command("preprocess")(preprocess.preprocess)
     app.command("build")(build.build)
     app.command("train")(train.train)
+    app.command("tune")(tune.tune)
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)
     app.command("export")(export.export)

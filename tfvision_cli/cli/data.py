@@ -133,6 +133,7 @@ def info(
         ["field", "value"],
         [
             ["location", d["location"]],
+            ["layout", d["extra"].get("layout", d["source"])],
             ["splits", ", ".join(f"{k}: {v:,}" for k, v in d["splits"].items())],
             ["image", f"{'x'.join(map(str, d['image_shape']))} {d['image_dtype']}"],
             ["classes", d["num_classes"]],
@@ -152,6 +153,8 @@ def info(
             "Examples per class", ["#label", "class", *(f"#{s}" for s in splits), "#total"], rows
         )
     )
+    for line in d["imbalance"]:
+        console.warn(f"imbalanced {line}")
 
 
 @app.command()

@@ -15,7 +15,12 @@ def evaluate(
     dataset: str | None = dataset_option(
         "--dataset", "-d", help="Dataset name or folder (default: the model's own)."
     ),
-    split: str = typer.Option("test", "--split", help="Split to evaluate on."),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="Split to evaluate on. Default: test; for a folder of class folders given with "
+        "--dataset, every image in it.",
+    ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="TFDS data directory."),
     batch_size: int = typer.Option(
         256, "--batch-size", min=1, max=65_536, help="Images per batch."
@@ -36,6 +41,10 @@ def evaluate(
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
     predictor = load_predictor(model, trust=trust_model)
+    console.log(
+        "model: {path} " + f"({predictor.format}, {len(predictor.class_names)} classes)",
+        path=predictor.run_dir or predictor.path,
+    )
     result = do_evaluate(predictor, dataset, split, data_dir, batch_size)
     report = result.report
     for failure in report.get("skipped_files", []):
@@ -54,7 +63,7 @@ def _print_report(r: dict) -> None:
     names = r["class_names"]
     head = [
         ["model", f"{r['model']} ({r['format']})"],
-        ["data", f"{r['dataset']} / {r['split']}"],
+        ["data", r["images_from"]],
         ["examples", f"{r['num_examples']:,}"],
         ["accuracy", f"{r['accuracy']:.4f}"],
     ]

@@ -10,12 +10,18 @@ from collections.abc import Callable
 
 import typer
 
-from tfvision_cli.cli.complete import complete_datasets, complete_models, starting_with
+from tfvision_cli.cli.complete import (
+    complete_datasets,
+    complete_models,
+    complete_runs,
+    starting_with,
+)
 from tfvision_cli.config import PRESETS, TrainConfig, base_type, interval
 
 _COMPLETERS: dict[str, Callable[[str], list[str]]] = {
     "models": complete_models,
     "datasets": complete_datasets,
+    "runs": complete_runs,
 }
 
 
@@ -46,6 +52,8 @@ def _option(f: dataclasses.Field) -> inspect.Parameter:
         metavar = f"[{'|'.join(choices)}]" if choices else None
     completer = starting_with(choices) if choices else _COMPLETERS.get(meta.get("complete"))
     default = f.default if f.default is not dataclasses.MISSING else None
+    if default is None and meta.get("shown") is not None:
+        default = meta["shown"]  # only shown: options count only when typed (see given())
     option = typer.Option(
         default,
         *decls,

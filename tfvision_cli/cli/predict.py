@@ -29,7 +29,12 @@ def predict(
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
     predictor = load_predictor(model, trust=trust_model)
     ndjson = as_json or not console.stdout_is_terminal()
-    results = predict_paths(predictor, iter_paths(inputs, sys.stdin), batch_size, top_k)
+    console.log(
+        "model: {path} " + f"({predictor.format}, input {_shape(predictor)})", path=predictor.path
+    )
+    results = predict_paths(
+        predictor, iter_paths(inputs, sys.stdin), batch_size, top_k, on_warning=console.warn
+    )
     start, done, failed, rows = time.perf_counter(), 0, 0, []
     for r in results:
         done += 1
@@ -61,3 +66,8 @@ def predict(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _shape(predictor) -> str:
+    h, w, c = predictor.input_shape
+    return f"{h}x{w}x{c}, {len(predictor.class_names)} classes"

@@ -95,6 +95,7 @@ def train(ctx: typer.Context, **values) -> None:
         image_size=list(size) if size else None,
         model_options=parse_model_options(values["model_option"]) or None,
     )
+    _architecture_of_init_from(flags, file_values)
     config = config_lib.resolve(None, file_values, flags, validate=False)
     check_config(config)  # every name in the command line, all at once, before TensorFlow
 
@@ -121,6 +122,17 @@ def train(ctx: typer.Context, **values) -> None:
         run=result.run_dir,
     )
     typer.echo(str(result.run_dir))
+
+
+def _architecture_of_init_from(flags: dict, file_values: dict) -> None:
+    """--init-from RUN without --model trains the run's model (with its options)."""
+    from tfvision_cli.finetune import run_architecture
+
+    spec = flags.get("init_from") or file_values.get("init_from")
+    if spec and "model" not in flags and "model" not in file_values:
+        architecture = run_architecture(spec) or {}
+        flags["model"] = architecture.get("model", flags.get("model"))
+        flags["model_options"] = flags.get("model_options") or architecture.get("model_options")
 
 
 train.__signature__ = inspect.Signature(

@@ -53,6 +53,11 @@ class Dataset:
     def require_available(self) -> None:
         """Raise DataError, with the command that fixes it, unless the data can be read."""
 
+    def whole(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every image of a dataset that is one set of images (a plain folder of class
+        folders), before any split is carved out of it; None for datasets with real splits."""
+        return None
+
 
 class ArrayDataset(Dataset):
     """A dataset held in memory as arrays per split."""

@@ -131,7 +131,27 @@ def describe(dataset: Dataset) -> dict:
     d["class_counts"] = {name: int(n) for name, n in zip(info.class_names, totals, strict=True)}
     d["class_counts_per_split"] = per_split
     d["pixel_stats"] = stats
+    d["imbalance"] = imbalance(per_split, info.class_names)
     return d
+
+
+IMBALANCE_RATIO = 5  # a split whose largest class is this many times its smallest is flagged
+
+
+def imbalance(per_split: dict[str, list[int]], class_names: list[str]) -> list[str]:
+    """One sentence per split whose classes are badly imbalanced."""
+    found = []
+    for split, counts in per_split.items():
+        if not counts:
+            continue
+        big, small = int(np.argmax(counts)), int(np.argmin(counts))
+        if counts[small] == 0 or counts[big] >= IMBALANCE_RATIO * counts[small]:
+            found.append(
+                f"{split}: class {class_names[big]!r} has {counts[big]:,} examples, "
+                f"{class_names[small]!r} {counts[small]:,} "
+                "(train with --class-weight balanced)"
+            )
+    return found
 
 
 def sample(dataset: Dataset, split: str, count: int, seed: int = 0):

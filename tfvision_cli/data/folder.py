@@ -95,8 +95,64 @@ def read_folder(
     )
 
 
+# Folder names that mean a split (any case), as Keras, Ultralytics and ImageNet users lay data out.
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def split_folders(root: Path) -> dict[str, Path] | None:
+    """{split: folder} when every folder in root is named as a split (root/train/<class>/...,
+    root/test/<class>/...); None for a plain tree of class folders."""
+    subdirs = [p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not subdirs or any(p.name.lower() not in SPLIT_NAMES for p in subdirs):
+        return None
+    found: dict[str, Path] = {}
+    for p in sorted(subdirs):
+        split = SPLIT_NAMES[p.name.lower()]
+        if split in found:
+            raise UsageError(f"{root} has two {split} folders: {found[split].name} and {p.name}")
+        found[split] = p
+    return found
+
+
+def read_split_folders(
+    folders: dict[str, Path], image_size=None, channels=None, on_progress=None
+) -> dict[str, FolderImages]:
+    """Each split folder decoded at one size (the train split's, unless given); their class
+    sets must agree."""
+    order = sorted(folders, key=lambda k: ("train", "validation", "test").index(k))
+    decoded: dict[str, FolderImages] = {}
+    for split in order:
+        decoded[split] = read_folder(folders[split], image_size, channels, on_progress)
+        if image_size is None or channels is None:
+            h, w, c = decoded[split].images.shape[1:]
+            image_size, channels = image_size or (h, w), channels or c
+        for f in range(len(decoded[split].failures)):
+            decoded[split].failures[f] = f"{split}: {decoded[split].failures[f]}"
+    first = decoded[order[0]].class_names
+    for split in order[1:]:
+        names = decoded[split].class_names
+        if names != first:
+            missing, extra = sorted(set(first) - set(names)), sorted(set(names) - set(first))
+            raise UsageError(
+                f"the {split} folder's classes differ from {order[0]}'s:"
+                + (f" it lacks {', '.join(map(repr, missing))}" if missing else "")
+                + (f" it has extra {', '.join(map(repr, extra))}" if extra else "")
+            )
+    return decoded
+
+
 class ImageFolderDataset(ArrayDataset):
-    """A raw class-per-folder tree, decoded in memory and split like `preprocess` splits."""
+    """Images in folders, decoded in memory. A tree of split folders (train/, val/, test/ of
+    class folders) keeps its splits; a plain tree of class folders is split like `preprocess`
+    splits it, and `whole()` gives all of its images."""
 
     def __init__(
         self,
@@ -107,22 +163,38 @@ class ImageFolderDataset(ArrayDataset):
         test_fraction=0.1,
         seed=0,
     ):
-        decoded = read_folder(root, image_size, channels)
-        parts = stratified_split(
-            decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
-        )
-        splits = {k: (decoded.images[v], decoded.labels[v]) for k, v in parts.items()}
+        root = Path(root)
+        folders = split_folders(root)
+        self._whole = None
+        if folders is not None:
+            decoded = read_split_folders(folders, image_size, channels)
+            splits = {k: (d.images, d.labels) for k, d in decoded.items()}
+            failures = [f for d in decoded.values() for f in d.failures]
+            first = next(iter(decoded.values()))
+            layout = "split folders: " + ", ".join(p.name for p in folders.values())
+        else:
+            first = read_folder(root, image_size, channels)
+            parts = stratified_split(
+                first.labels, {"validation": val_fraction, "test": test_fraction}, seed
+            )
+            splits = {k: (first.images[v], first.labels[v]) for k, v in parts.items()}
+            self._whole = (first.images, first.labels)
+            failures = first.failures
+            layout = "class folders (splits carved out, stratified and seeded)"
         info = DatasetInfo(
-            name=Path(root).resolve().name,
+            name=root.resolve().name,
             source="folder",
-            image_shape=tuple(decoded.images.shape[1:]),
-            class_names=decoded.class_names,
+            image_shape=tuple(first.images.shape[1:]),
+            class_names=first.class_names,
             splits={k: len(v[1]) for k, v in splits.items()},
-            location=str(Path(root).resolve()),
-            description="class-per-folder images, decoded in memory",
-            extra={"failures": decoded.failures},
+            location=str(root.resolve()),
+            description=f"images in {layout}, decoded in memory",
+            extra={"failures": failures, "layout": layout},
         )
         super().__init__(info, splits)
+
+    def whole(self):
+        return self._whole
 
 
 def find_prepared(path: Path) -> Path | None:

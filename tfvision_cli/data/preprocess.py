@@ -16,7 +16,13 @@ import numpy as np
 
 from tfvision_cli.data.archives import archive_stem, extract_tree, is_archive
 from tfvision_cli.data.base import class_counts, pixel_stats, stratified_split
-from tfvision_cli.data.folder import METADATA_FILE, FolderImages, read_folder
+from tfvision_cli.data.folder import (
+    METADATA_FILE,
+    FolderImages,
+    read_folder,
+    read_split_folders,
+    split_folders,
+)
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import atomic_dir, check_replaceable
 
@@ -71,6 +77,8 @@ def preprocess(
             raise UsageError(f"{label} must be in [0, 1), got {value}")
     if val_fraction + test_fraction >= 1.0:
         raise UsageError("--val-fraction plus --test-fraction must leave examples for training")
+    if not is_archive(src) and not src.is_dir():
+        raise UsageError(f"{src} is not a folder (nor a .zip or .tar archive)")
     src_real, out_real = src.resolve(), out.resolve()
     if out_real == src_real or src_real in out_real.parents or out_real in src_real.parents:
         raise UsageError("--out and the source must not contain one another")
@@ -80,37 +88,73 @@ def preprocess(
         # folder beside OUT, renamed into place at the end: OUT is never half-written, and a
         # kill leaves nothing that the next run does not recognise and remove.
         with atomic_dir(out, "prepared dataset", overwrite, "--overwrite") as tmp:
-            decoded = _decode(src, tmp, image_size, channels, on_progress)
-            result = _write(src, out, tmp, decoded, val_fraction, test_fraction, seed)
+            decoded, given = _decode(src, tmp, image_size, channels, on_progress)
+            parts = _parts(decoded, given, val_fraction, test_fraction, seed)
+            result = _write(src, out, tmp, decoded, parts, val_fraction, test_fraction, seed)
     except OSError as e:
         raise TfvisionError(f"cannot write {out}: {e.strerror or e}") from None
     return result
 
 
-def _decode(src: Path, tmp: Path, image_size, channels, on_progress) -> FolderImages:
-    """The images of SRC (a folder, or an archive extracted under tmp) with relative paths."""
+def _decode(src: Path, tmp: Path, image_size, channels, on_progress):
+    """The images of SRC (a folder, or an archive extracted under tmp) with relative paths, and
+    the indices of the splits its folders give (train/, val/, test/), or None."""
     if not is_archive(src):
-        decoded = read_folder(src, image_size, channels, on_progress)
-        decoded.paths = [os.path.relpath(p, src.resolve()) for p in decoded.paths]
-        return decoded
+        return _read_tree(src.resolve(), image_size, channels, on_progress)
     scratch = tmp / ".tfvision-extract"
     scratch.mkdir()
     try:
         root = extract_tree(src, scratch)
-        decoded = read_folder(root, image_size, channels, on_progress)
-        decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
+        decoded, given = _read_tree(root, image_size, channels, on_progress)
         decoded.failures = [
             f"{src.name}:{f.replace(str(root) + os.sep, '', 1)}" for f in decoded.failures
         ]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return decoded
+    return decoded, given
 
 
-def _write(src, out, tmp, decoded, val_fraction, test_fraction, seed) -> PreprocessResult:
-    parts = stratified_split(
-        decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
+def _read_tree(root: Path, image_size, channels, on_progress):
+    folders = split_folders(root)
+    if folders is None:
+        decoded = read_folder(root, image_size, channels, on_progress)
+        decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
+        return decoded, None
+    per_split = read_split_folders(folders, image_size, channels, on_progress)
+    given, start = {}, 0
+    for split, d in per_split.items():
+        given[split] = np.arange(start, start + len(d.labels))
+        start += len(d.labels)
+    first = next(iter(per_split.values()))
+    combined = FolderImages(
+        images=np.concatenate([d.images for d in per_split.values()]),
+        labels=np.concatenate([d.labels for d in per_split.values()]),
+        class_names=first.class_names,
+        paths=[os.path.relpath(p, root) for d in per_split.values() for p in d.paths],
+        failures=[f for d in per_split.values() for f in d.failures],
     )
+    return combined, given
+
+
+def _parts(decoded, given, val_fraction, test_fraction, seed) -> dict[str, np.ndarray]:
+    """Split indices: carved out of the whole tree (stratified, seeded), or the split folders'
+    own, with validation (and test) carved out of train only where no such folder exists."""
+    if given is None:
+        return stratified_split(
+            decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
+        )
+    if "train" not in given:
+        return given
+    missing = {"validation": val_fraction, "test": test_fraction}
+    missing = {k: v for k, v in missing.items() if k not in given and v > 0}
+    train = given["train"]
+    carved = stratified_split(decoded.labels[train], missing, seed)
+    parts = {k: v for k, v in given.items() if k != "train"}
+    parts.update({k: train[v] for k, v in carved.items()})
+    return {k: parts[k] for k in ("train", "validation", "test") if k in parts}
+
+
+def _write(src, out, tmp, decoded, parts, val_fraction, test_fraction, seed) -> PreprocessResult:
     name = dataset_name(src)
     shape = tuple(int(d) for d in decoded.images.shape[1:])
     n_classes = len(decoded.class_names)
@@ -121,7 +165,7 @@ def _write(src, out, tmp, decoded, val_fraction, test_fraction, seed) -> Preproc
         class_names=decoded.class_names,
         splits={k: len(v) for k, v in parts.items()},
         class_counts={k: class_counts(decoded.labels[v], n_classes) for k, v in parts.items()},
-        pixel_stats=pixel_stats(decoded.images[parts["train"]]),
+        pixel_stats=pixel_stats(decoded.images[parts.get("train", next(iter(parts.values())))]),
         failures=decoded.failures,
     )
     options = {

@@ -1,0 +1,124 @@
+"""`tfvision tune`: Optuna studies of ordinary runs, resumable and shared between processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import subprocess_env, tfvision_cmd
+
+
+def _space(tmp_path: Path, space: dict) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+@pytest.mark.parametrize(
+    "space, sampler, message",
+    [
+        ({"learnig_rate": [0.01]}, "tpe", "Did you mean: learning_rate"),
+        ({"learning_rate": []}, "tpe", "empty list"),
+        ({"learning_rate": {"low": 0.1, "high": 0.01}}, "tpe", "above high"),
+        ({"learning_rate": {"low": 0.001, "high": 0.01}}, "grid", "needs lists of choices"),
+        ({"optimizer": ["adam", "adm"]}, "tpe", "unknown optimizer 'adm'"),
+        ({"model_options.width": [8]}, "tpe", "has no option 'width'"),
+    ],
+)
+def test_bad_spaces_are_usage_errors_before_anything_runs(cli, tmp_path, space, sampler, message):
+    study = tmp_path / "study"
+    r = cli("tune", "digits", "--space", _space(tmp_path, space), "--sampler", sampler,
+            "--model", "mlp", "--study-dir", study)  # fmt: skip
+    assert r.exit_code == 2, r.stderr
+    assert message in r.stderr and r.stderr.count("error:") == 1
+    assert not study.exists()
+
+
+def test_grid_runs_every_combination_once_and_best_yaml_reproduces(cli, tmp_path):
+    space = _space(tmp_path, {"optimizer": ["adam", "sgd"], "learning_rate": [0.003, 0.03]})
+    study = tmp_path / "study"
+    r = cli("tune", "digits", "--space", space, "--sampler", "grid", "--model", "mlp",
+            "--epochs", "2", "--study-dir", study, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    report = r.json()
+    combos = sorted(
+        (t["params"]["optimizer"], t["params"]["learning_rate"]) for t in report["trials"]
+    )
+    assert combos == [("adam", 0.003), ("adam", 0.03), ("sgd", 0.003), ("sgd", 0.03)]
+    assert all(t["state"] == "complete" for t in report["trials"])
+    best = report["best"]
+    assert best["value"] == max(t["value"] for t in report["trials"])
+    rows = list(csv.DictReader((study / "trials.csv").open()))
+    assert len(rows) == 4 and float(rows[0]["value"]) == best["value"]  # ranked
+    for t in report["trials"]:  # every trial is an ordinary run
+        assert json.loads((Path(t["run_dir"]) / "run.json").read_text())["status"] == "completed"
+    # best.yaml is a complete config that retrains to the best trial's validation accuracy
+    r = cli("train", "--config", study / "best.yaml", "--run-dir", tmp_path / "again", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert abs(r.json()["metrics"]["val_accuracy"] - best["value"]) <= 0.005
+    # the same command again is refused; --resume with no trials left runs none
+    r = cli("tune", "--resume", "--study-dir", study, "--json")
+    assert r.exit_code == 0 and len(r.json()["trials"]) == 4
+
+
+def _tune_cmd(study: Path, space: Path, trials: int) -> list[str]:
+    return tfvision_cmd(
+        f"tune digits --model mlp --epochs 2 --sampler random --trials {trials} --json "
+        "--study-dir", study, "--space", space,
+    )  # fmt: skip
+
+
+def _complete(study: Path) -> list[dict]:
+    report = json.loads((study / "summary.json").read_text())
+    return [t for t in report["trials"] if t["state"] == "complete"]
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_to_its_total_without_counting_twice(tmp_path):
+    space = _space(tmp_path, {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}})
+    study = tmp_path / "study"
+    proc = subprocess.Popen(_tune_cmd(study, space, 5), env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (study / "trials" / "0002").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # during the third trial
+    proc.wait()
+    r = subprocess.run(
+        tfvision_cmd("tune --resume --json --study-dir", study),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    trials = json.loads(r.stdout)["trials"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert len(complete) == 5
+    failed = [t for t in trials if t["state"] == "fail"]
+    assert [t["number"] for t in failed] == [2]  # the killed one, retried once
+    assert len({t["number"] for t in trials}) == len(trials)
+    retried = [t for t in complete if t["params"] == failed[0]["params"]]
+    assert retried and retried[0]["number"] > 2
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study(tmp_path):
+    space = _space(tmp_path, {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}})
+    study = tmp_path / "study"
+    procs = [subprocess.Popen(_tune_cmd(study, space, 6), env=subprocess_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    for p in procs:
+        out, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err
+    complete = _complete(study)
+    assert 6 <= len(complete) <= 7, len(complete)  # the study's total, not 2 x 6
+    assert len({t["run_dir"] for t in complete}) == len(complete)

@@ -305,11 +305,13 @@ def test_learning_rate_schedules_shape():
     )
     assert float(cosine(0)) == pytest.approx(3e-3) and float(cosine(199)) < 1e-6
     assert learning_rate(
-        resolve(None, None, {"schedule": "constant", "warmup_epochs": 0}), steps
+        resolve(None, None, {"schedule": "constant", "warmup_epochs": 0, "epochs": 2}), steps
     ) == pytest.approx(3e-3)
     # linear scaling with replicas
     assert learning_rate(
-        resolve(None, None, {"schedule": "constant", "warmup_epochs": 0}), steps, replicas=2
+        resolve(None, None, {"schedule": "constant", "warmup_epochs": 0, "epochs": 2}),
+        steps,
+        replicas=2,
     ) == pytest.approx(6e-3)
 
 

@@ -167,6 +167,6 @@ def test_random_option_values_are_usage_errors_or_valid(values):
         return
     except TfvisionError:
         pytest.fail("only usage errors are expected from configuration")
-    assert config.epochs >= 1 and config.batch_size >= 1
+    assert (config.epochs is None or config.epochs >= 1) and config.batch_size >= 1
     assert 0 < config.learning_rate < float("inf")
     assert 0 <= config.label_smoothing < 1 and 0 <= config.validation_split < 1

@@ -145,7 +145,7 @@ def _print(report: dict, metric: str) -> None:
                     t["number"],
                     t["state"],
                     f"{t['value']:.4f}" if t["value"] is not None else "",
-                    *(t["params"].get(n) for n in names),
+                    *(_short(t["params"].get(n)) for n in names),
                 ]
                 for t in rows[:20]
             ],  # fmt: skip
@@ -158,6 +158,10 @@ def _print(report: dict, metric: str) -> None:
             f"{best['test_accuracy']} -> " + "{dir}/best.yaml",
             dir=report["study_dir"],
         )
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 tune.__signature__ = inspect.Signature(

@@ -165,3 +165,34 @@ def test_init_from_a_run_keeps_its_weights_and_gives_a_new_head(cli, tmp_path, s
     assert notes["init_from"] == str((base / "model.keras").resolve())
     r = cli("train", "digits", "--init-from", tmp_path / "nowhere")
     assert r.exit_code == 2
+
+
+def test_freeze_backbone_trains_only_the_head_then_everything(cli, tmp_path):
+    from tfvision_cli.models.io import load_model
+
+    base = tmp_path / "base"
+    assert (
+        cli("train", "digits", "--model", "cnn", "--epochs", "2", "--run-dir", base).exit_code == 0
+    )
+    frozen = tmp_path / "frozen"
+    r = cli("train", "digits", "--init-from", base, "--freeze-backbone", "2", "--epochs", "2",
+            "--run-dir", frozen, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert len(r.json()["metrics"]["notes"]["frozen_backbone"]["layers"]) == 2  # the 2 convs
+    before, after = load_model(base / "model.keras"), load_model(frozen / "model.keras")
+    for old, new in zip(before.layers, after.layers, strict=True):
+        same = all(
+            np.array_equal(a, b) for a, b in zip(old.get_weights(), new.get_weights(), strict=True)
+        )
+        assert same == (old.name != "predictions"), old.name  # only the head trained
+    # then every layer trains, and history.csv has one row per epoch of both phases
+    both = tmp_path / "both"
+    r = cli("train", "digits", "--init-from", base, "--freeze-backbone", "1", "--epochs", "3",
+            "--run-dir", both, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    rows = (both / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", "0", "1", "2"]
+    first = [m for m in (before, load_model(both / "model.keras"))]
+    convs = [next(layer for layer in m.layers if layer.weights).get_weights()[0] for m in first]
+    assert not np.array_equal(*convs)
+    assert "Skipping variable loading" not in r.stderr

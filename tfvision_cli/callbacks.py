@@ -8,6 +8,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,12 +161,15 @@ class Backup(keras.callbacks.BackupAndRestore):
             return 0
 
     def on_train_begin(self, logs=None):
-        if self.restore_from is None:
-            return super().on_train_begin(logs)
         own = self.backup_dir
-        self._point_at(self.restore_from)
+        if self.restore_from is not None:
+            self._point_at(self.restore_from)
         try:
-            super().on_train_begin(logs)
+            with warnings.catch_warnings():
+                # after --freeze-backbone's first phase the optimizer is a new one: the saved
+                # optimizer state is of the old one and is rightly not loaded
+                warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+                super().on_train_begin(logs)
         finally:
             self._point_at(own)
 

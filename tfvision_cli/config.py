@@ -86,6 +86,13 @@ class TrainConfig:
     )
     model_options: dict[str, Any] = option({}, "KEY=VALUE options of the model.", cli=False)
     pretrained: bool = option(False, "Start from ImageNet weights (keras.applications nets).")
+    freeze_backbone: int = option(
+        0,
+        "Epochs to train with the backbone frozen (the keras.applications net inside the model, "
+        "else every layer before the head), then every layer with a fresh optimizer. 0: never.",
+        low=0,
+        high=100_000,
+    )
     epochs: int | None = option(
         None,
         "Epochs to train. Unless given: 4 on MNIST-sized data, more on smaller datasets, so that "

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +141,7 @@ class Pipelines:
     global_batch: int
     steps: int  # training steps per epoch
     class_weight: dict[int, float] | None = None
+    repeated: bool = False  # the training data repeats: epochs are `steps` long
 
 
 def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) -> Pipelines:
@@ -170,7 +171,9 @@ def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) ->
     weights = (
         class_weights(splits.train[1], n_classes) if config.class_weight == "balanced" else None
     )
-    return Pipelines(train, val, test, global_batch, steps, weights)
+    return Pipelines(
+        train, val, test, global_batch, steps, weights, config.steps_per_epoch is not None
+    )
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -214,10 +217,7 @@ def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:
 def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: int):
     """The model (from the registry, or a .keras file), started from --init-from's weights if
     given, compiled inside the strategy's scope. Returns (model, notes for metrics.json)."""
-    import keras
-
     from tfvision_cli.models.registry import create_model
-    from tfvision_cli.optim import make_optimizer
 
     notes = {}
     with placement.strategy.scope():
@@ -232,6 +232,17 @@ def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: in
             notes = finetune.init_weights(model, config.init_from)
         if placement.replicas > 1:
             synchronize_batch_norm(model)
+    compile_model(model, config, steps, placement)
+    return model, notes
+
+
+def compile_model(model, config: TrainConfig, steps: int, placement) -> None:
+    """Compile (again, after freezing or unfreezing layers) with a fresh optimizer."""
+    import keras
+
+    from tfvision_cli.optim import make_optimizer
+
+    with placement.strategy.scope():
         model.compile(
             optimizer=make_optimizer(config, steps, placement.replicas),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
@@ -243,7 +254,24 @@ def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: in
             steps_per_execution=config.steps_per_execution,
             jit_compile=config.xla,
         )
-    return model, notes
+
+
+@contextlib.contextmanager
+def frozen_backbone(model) -> Iterator[list[str]]:
+    """Within the block, the backbone does not train: the keras.applications model nested in
+    model, else every weighted layer before the last (the head). Yields the frozen names."""
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    frozen = nested or [layer for layer in model.layers if layer.weights][:-1]
+    saved = [layer.trainable for layer in frozen]
+    for layer in frozen:
+        layer.trainable = False
+    try:
+        yield [layer.name for layer in frozen]
+    finally:
+        for layer, trainable in zip(frozen, saved, strict=True):
+            layer.trainable = trainable
 
 
 def synchronize_batch_norm(model) -> None:
@@ -357,6 +385,8 @@ class TrainCallbacks:
     best: object  # BestModel
     progress: object  # ProgressEvents
     nan_guard: object  # StopOnNaN
+    logger: object  # ResumableCSVLogger
+    notes: dict = field(default_factory=dict)  # what happened, for metrics.json
 
 
 def make_callbacks(
@@ -389,12 +419,15 @@ def make_callbacks(
     nan_guard = StopOnNaN()
     best = BestModel(run.model, monitor, state.get("best_value"), is_chief, saved)
     progress = ProgressEvents(emit, config.epochs, steps)
+    logger = ResumableCSVLogger(
+        str(own.history), resuming and is_chief, Backup.epochs_done(run.backup)
+    )
     # Backup comes last: it commits an epoch only after the model, history row and logs of
     # that epoch are written, so a kill in between makes the resumed run redo the epoch.
     callbacks = [
         nan_guard,
         best,
-        ResumableCSVLogger(str(own.history), resuming and is_chief, Backup.epochs_done(run.backup)),
+        logger,
         EpochTensorBoard(str(own.logs)),
         progress,
         Backup(str(own.backup), nan_guard, restore_from=None if is_chief else str(run.backup)),
@@ -403,34 +436,27 @@ def make_callbacks(
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")
         )
-    return TrainCallbacks(callbacks, best, progress, nan_guard)
+    return TrainCallbacks(callbacks, best, progress, nan_guard, logger)
 
 
-def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placement, run):
-    """model.fit; a lost worker and a NaN loss become errors that say what is kept."""
-    from tfvision_cli.tf_import import tf as import_tf
+def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placement, run) -> dict:
+    """model.fit (in two phases with --freeze-backbone: the backbone frozen, then all layers);
+    a lost worker and a NaN loss become errors that say what is kept. Returns the history of
+    the epochs this session trained."""
+    from tfvision_cli.callbacks import Backup
 
-    tf = import_tf()
-    try:
-        with multi_worker_fit(placement.strategy):
-            history = model.fit(
-                pipelines.train,
-                epochs=config.epochs,
-                validation_data=pipelines.val,
-                steps_per_epoch=pipelines.steps if config.steps_per_epoch else None,
-                callbacks=callbacks.all,
-                verbose=0,
-                shuffle=False,
-                class_weight=pipelines.class_weight,
-            )
-    except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
-        if placement.num_workers < 2:
-            raise
-        raise LostWorker(
-            "lost contact with another worker of the cluster "
-            f"({type(e).__name__}); the epochs finished so far are kept in {run.path}",
-            hint="start every worker again with the same command to resume",
-        ) from None
+    history: dict[str, list] = {}
+    frozen = min(config.freeze_backbone, config.epochs)
+    if frozen and Backup.epochs_done(run.backup) < frozen:
+        with frozen_backbone(model) as names:
+            compile_model(model, config, pipelines.steps, placement)
+            _merge(history, _fit(model, pipelines, callbacks, frozen, placement, run))
+        callbacks.notes["frozen_backbone"] = {"epochs": frozen, "layers": names}
+        compile_model(model, config, pipelines.steps, placement)  # every layer, a new optimizer
+        callbacks.logger.append = True  # the second phase adds to history.csv
+        callbacks.logger.done_epochs = frozen
+    if not model.stop_training and callbacks.nan_guard.bad_epoch is None:
+        _merge(history, _fit(model, pipelines, callbacks, config.epochs, placement, run))
     if callbacks.nan_guard.bad_epoch is not None:
         raise Diverged(
             f"the loss became NaN or infinite in epoch {callbacks.nan_guard.bad_epoch}; "
@@ -439,6 +465,37 @@ def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placemen
             f"--learning-rate {config.learning_rate / 10:g}",
         )
     return history
+
+
+def _fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, epochs: int, placement, run):
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    try:
+        with multi_worker_fit(placement.strategy):
+            return model.fit(
+                pipelines.train,
+                epochs=epochs,
+                validation_data=pipelines.val,
+                steps_per_epoch=pipelines.steps if pipelines.repeated else None,
+                callbacks=callbacks.all,
+                verbose=0,
+                shuffle=False,
+                class_weight=pipelines.class_weight,
+            ).history
+    except (tf.errors.UnavailableError, tf.errors.CancelledError) as e:
+        if placement.num_workers < 2:
+            raise
+        raise LostWorker(
+            "lost contact with another worker of the cluster "
+            f"({type(e).__name__}); the epochs finished so far are kept in {run.path}",
+            hint="start every worker again with the same command to resume",
+        ) from None
+
+
+def _merge(history: dict, more: dict) -> None:
+    for key, values in more.items():
+        history.setdefault(key, []).extend(values)
 
 
 # Below this many optimizer steps, BatchNorm's moving statistics (an exponential average over

@@ -105,13 +105,14 @@ def train(
         train_seconds = time.perf_counter() - start
 
         # Evaluate
+        splits.notes.update(callbacks.notes)
         splits.notes.update(stages.finish_model(model, pipes, callbacks, run, config, placement))
         metrics = {
             "dataset": config.dataset,
             "model": config.model,
             **stages.test_report(model, pipes, placement),
             "test_examples": int(len(splits.test[1])),
-            **_session(history.history, state, pipes, len(splits.train[1]), train_seconds),
+            **_session(history, state, pipes, len(splits.train[1]), train_seconds),
             "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
             "best_epoch": run.read_state().get("best_epoch") if is_chief else None,
             "epochs": config.epochs,

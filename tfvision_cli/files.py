@@ -64,7 +64,8 @@ def write_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID runs (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -76,7 +77,7 @@ def _alive(pid: int) -> bool:
 
 def _stale(match: re.Match) -> bool:
     pid = int(match.group("pid"))
-    return pid != os.getpid() and not _alive(pid)
+    return pid != os.getpid() and not process_alive(pid)
 
 
 def make_temp_dir(parent: Path, name: str) -> Path:

@@ -28,7 +28,7 @@ from typing import Any
 
 from tfvision_cli import config as config_lib
 from tfvision_cli.errors import TfvisionError, UsageError, did_you_mean
-from tfvision_cli.files import write_json, write_text_atomic
+from tfvision_cli.files import process_alive, write_json, write_text_atomic
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
@@ -243,23 +243,18 @@ def recover(optuna_study) -> list[int]:
     recovered = []
     for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != here or pid is None or _alive(int(pid)):
+        if (
+            t.user_attrs.get("host") != here
+            or pid is None
+            or int(pid) == os.getpid()
+            or process_alive(int(pid))
+        ):
             continue
         optuna_study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         if t.params and not t.user_attrs.get("retry_of"):
             optuna_study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
         recovered.append(t.number)
     return recovered
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return pid != os.getpid()
 
 
 def run_study(

@@ -91,7 +91,7 @@ def test_imbalance_is_flagged_and_balanced_weights_are_recorded(cli, tmp_path):
 def test_balanced_class_weights_match_scikit_learn():
     from sklearn.utils.class_weight import compute_class_weight
 
-    from tfvision_cli.stages import class_weights
+    from tfvision_cli.training.data import class_weights
 
     labels = np.array([0] * 60 + [1] * 10 + [2] * 30)
     ours = class_weights(labels, 3)

@@ -1,4 +1,4 @@
-"""train(config) -> TrainResult: the stages of stages.py composed in the keras-io order
+"""train(config) -> TrainResult: the stages of tfvision_cli/training/ composed in the keras-io order
 (data, model, train, evaluate)."""
 
 from __future__ import annotations
@@ -8,9 +8,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfvision_cli import stages
 from tfvision_cli.config import TrainConfig
 from tfvision_cli.errors import UsageError
+from tfvision_cli.files import write_json
+from tfvision_cli.training.data import (
+    build_pipelines,
+    choose_epochs,
+    describe_data,
+    load_splits,
+    open_data,
+    resolve_paths,
+    setup_tensorflow,
+)
+from tfvision_cli.training.loop import best_value, fit, make_callbacks
+from tfvision_cli.training.model import build_model, finish_model, test_report, weights_digest
+from tfvision_cli.training.run import choose_run, own_files, run_lifecycle
 
 
 def check_config(config: TrainConfig) -> None:
@@ -53,17 +65,17 @@ def train(
     from tfvision_cli.models.registry import get_entry
 
     emit = on_event or (lambda kind, **data: None)
-    stages.setup_tensorflow(config)
+    setup_tensorflow(config)
     tf_imported = time.perf_counter()
     if not config.model.endswith(".keras"):
         get_entry(config.model)  # an unknown model fails before any data is read
-    config = stages.resolve_paths(config)
+    config = resolve_paths(config)
     if run_dir is None and config.strategy in ("auto", "multi-worker") and cluster_size() > 1:
         raise UsageError(
             "multi-worker training needs --run-dir: the same folder on every worker, on storage "
             "they all see (the chief writes it, the others read its checkpoints)"
         )
-    run, resuming = stages.choose_run(config, run_dir, resume)
+    run, resuming = choose_run(config, run_dir, resume)
     placement = choose_strategy(config.strategy)
     emit(
         "placement",
@@ -74,43 +86,43 @@ def train(
     )
 
     # Data
-    dataset = stages.open_data(config, emit)
+    dataset = open_data(config, emit)
     info = dataset.info
-    splits = stages.load_splits(dataset, config)
-    config = stages.choose_epochs(config, len(splits.train[1]), placement.replicas)
+    splits = load_splits(dataset, config)
+    config = choose_epochs(config, len(splits.train[1]), placement.replicas)
     if "skipped_files" in splits.notes:
         emit("skipped", files=splits.notes["skipped_files"])
-    pipes = stages.build_pipelines(splits, info, config, placement.replicas)
+    pipes = build_pipelines(splits, info, config, placement.replicas)
     shape = tuple(int(d) for d in splits.train[0].shape[1:])
-    emit("data", **stages.describe_data(info, splits, pipes))
+    emit("data", **describe_data(info, splits, pipes))
 
     # Model: the run directory is written only once it builds
-    model, notes = stages.build_model(config, shape, info.num_classes, placement, pipes.steps)
+    model, notes = build_model(config, shape, info.num_classes, placement, pipes.steps)
     splits.notes.update(notes)
 
     # Train
     is_chief = placement.is_chief
     monitor = "val_accuracy" if pipes.val is not None else "accuracy"
     with (
-        stages.run_lifecycle(run, resuming, is_chief, config, info, shape) as state,
-        stages.own_files(run, is_chief, placement.worker_index) as own,
+        run_lifecycle(run, resuming, is_chief, config, info, shape) as state,
+        own_files(run, is_chief, placement.worker_index) as own,
     ):
         emit("run", path=str(run.path), resuming=resuming)
-        callbacks = stages.make_callbacks(
+        callbacks = make_callbacks(
             config, run, own, resuming, is_chief, state, monitor, pipes.steps, emit
         )
         callbacks.all[-1:-1] = extra_callbacks or []
         start = time.perf_counter()
-        history = stages.fit(model, pipes, callbacks, config, placement, run)
+        history = fit(model, pipes, callbacks, config, placement, run)
         train_seconds = time.perf_counter() - start
 
         # Evaluate
         splits.notes.update(callbacks.notes)
-        splits.notes.update(stages.finish_model(model, pipes, callbacks, run, config, placement))
+        splits.notes.update(finish_model(model, pipes, callbacks, run, config, placement))
         metrics = {
             "dataset": config.dataset,
             "model": config.model,
-            **stages.test_report(model, pipes, placement),
+            **test_report(model, pipes, placement),
             "test_examples": int(len(splits.test[1])),
             **_session(history, state, pipes, len(splits.train[1]), train_seconds),
             "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
@@ -121,11 +133,11 @@ def train(
             "strategy": placement.kind,
             "params": int(model.count_params()),
             # equal on every worker of a multi-worker run: they trained one model
-            "weights_sha256": stages.weights_digest(model),
+            "weights_sha256": weights_digest(model),
             "notes": splits.notes,
         }
         if is_chief:
-            stages.write_json(run.metrics, metrics)
+            write_json(run.metrics, metrics)
     return TrainResult(run.path, metrics)
 
 
@@ -134,7 +146,7 @@ def _session(hist: dict, state: dict, pipes, n_train: int, seconds: float) -> di
     epochs = len(hist.get("loss", []))
     seen = epochs * min(n_train, pipes.steps * pipes.global_batch)
     return {
-        "val_accuracy": stages.best_value(hist.get("val_accuracy"), state.get("best_value")),
+        "val_accuracy": best_value(hist.get("val_accuracy"), state.get("best_value")),
         "epochs_this_session": epochs,
         "train_seconds": round(seconds, 3),
         "train_images_per_second": round(seen / seconds, 1) if seen and seconds > 0 else None,

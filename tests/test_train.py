@@ -358,3 +358,26 @@ def test_a_20_step_quick_trial_saves_a_usable_model(cli, mnist, tmp_path):
     assert m["test_accuracy"] >= 0.5
     r = cli("evaluate", run, "--json", "--no-plots")  # what model.keras holds, reloaded
     assert r.exit_code == 0 and abs(r.json()["accuracy"] - m["test_accuracy"]) < 1e-3
+
+
+def test_an_interruption_swallowed_where_it_landed_still_stops_the_run(cli, tmp_path, monkeypatch):
+    """Keras builds its metrics inside bare `except:` blocks on the first step: a SIGTERM that
+    lands there loses its KeyboardInterrupt (a CI run once trained on to exit 0). The handler's
+    flag is what stops the run then; here the flag is set as the handler sets it, no exception."""
+    from tfvision_cli import callbacks, interrupts
+
+    real = callbacks.StopOnNaN.on_train_batch_end
+
+    def signalled_at_step_3(self, batch, logs=None):
+        if batch == 3:
+            interrupts.requested.set()
+        return real(self, batch, logs)
+
+    monkeypatch.setattr(callbacks.StopOnNaN, "on_train_batch_end", signalled_at_step_3)
+    run = tmp_path / "r"
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "50", "--run-dir", run)
+    assert r.exit_code == 130, r.stderr
+    assert "--resume" in r.stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert len((run / "history.csv").read_text().splitlines()) <= 2  # stopped in epoch 1
+    interrupts.requested.clear()

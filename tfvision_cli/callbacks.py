@@ -14,6 +14,7 @@ from pathlib import Path
 
 import keras
 
+from tfvision_cli import interrupts
 from tfvision_cli.files import atomic_file, write_text_atomic
 from tfvision_cli.models.io import save_model
 
@@ -110,6 +111,17 @@ class TrialPruning(keras.callbacks.Callback):
         self.trial.report(float(value), epoch)
         if self.trial.should_prune():
             self.pruned = True
+            self.model.stop_training = True
+
+
+class StopOnInterrupt(keras.callbacks.Callback):
+    """Ends training at the next step once Ctrl-C or SIGTERM was asked for, even if the
+    KeyboardInterrupt itself was swallowed where it landed (fit() then raises it again)."""
+
+    async_safe = True  # see ProgressEvents
+
+    def on_train_batch_end(self, batch, logs=None):
+        if interrupts.requested.is_set():
             self.model.stop_training = True
 
 

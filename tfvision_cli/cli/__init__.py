@@ -7,7 +7,7 @@ import traceback
 import typer
 from typer.core import TyperGroup
 
-from tfvision_cli import __version__, console
+from tfvision_cli import __version__, console, interrupts
 from tfvision_cli.cli.common import flag
 from tfvision_cli.errors import TfvisionError
 
@@ -56,10 +56,12 @@ def _interrupts_raise() -> None:
 
     global _signalled
     _signalled = False
+    interrupts.requested.clear()
 
     def on_signal(signum, frame):
         global _signalled
         _signalled = True
+        interrupts.requested.set()
         raise KeyboardInterrupt
 
     if threading.current_thread() is threading.main_thread():

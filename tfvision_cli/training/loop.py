@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tfvision_cli import interrupts
 from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
 from tfvision_cli.config import TrainConfig
 from tfvision_cli.runs import RunDir
@@ -46,6 +47,7 @@ def make_callbacks(
         EpochTensorBoard,
         ProgressEvents,
         ResumableCSVLogger,
+        StopOnInterrupt,
         StopOnNaN,
     )
 
@@ -62,6 +64,7 @@ def make_callbacks(
     # Backup comes last: it commits an epoch only after the model, history row and logs of
     # that epoch are written, so a kill in between makes the resumed run redo the epoch.
     callbacks = [
+        StopOnInterrupt(),
         nan_guard,
         best,
         logger,
@@ -94,6 +97,8 @@ def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placemen
         callbacks.logger.done_epochs = frozen
     if not model.stop_training and callbacks.nan_guard.bad_epoch is None:
         _merge(history, _fit(model, pipelines, callbacks, config.epochs, placement, run))
+    if interrupts.requested.is_set():
+        raise KeyboardInterrupt  # asked for during fit, and swallowed where it landed
     if callbacks.nan_guard.bad_epoch is not None:
         raise Diverged(
             f"the loss became NaN or infinite in epoch {callbacks.nan_guard.bad_epoch}; "

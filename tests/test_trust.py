@@ -445,3 +445,24 @@ def test_build_and_preview_never_replace_a_users_file(cli, tmp_path):
     ours = tmp_path / "ours.png"
     assert cli("data", "preview", "digits", "--out", ours).exit_code == 0
     assert cli("data", "preview", "digits", "--out", ours).exit_code == 0
+
+
+def _create(args):
+    from tfvision_cli.files import create_text
+
+    path, text = args
+    return create_text(Path(path), text)
+
+
+def test_processes_creating_one_file_at_once_one_wins_and_it_is_whole(tmp_path):
+    """Two `tune` processes starting one study at once: exactly one writes the study file, the
+    others see it whole (the race a CI run under load hit: one saw the other's temporary)."""
+    import multiprocessing
+
+    target = tmp_path / "study" / "tune.yaml"
+    texts = [f"writer {i}\n" * 2000 for i in range(8)]
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        won = pool.map(_create, [(str(target), t) for t in texts])
+    assert sum(won) == 1
+    assert target.read_text() == texts[won.index(True)]
+    assert [p.name for p in target.parent.iterdir()] == ["tune.yaml"]

@@ -60,6 +60,39 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
+def create_text(path: Path, text: str) -> bool:
+    """Write path whole, only if it does not exist yet: False when another writer was first.
+
+    The text goes to a temporary name and is then hard-linked to path, which fails if path
+    exists, so two processes creating one file never both win and a reader never sees half.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(temp_name(path.name))
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive create, then write
+            with open(path, "x") as f:
+                f.write(text)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a name is tfvision's temporary spelling (not proof: see the module's rule)."""
+    return _TEMP.match(name) is not None
+
+
 def write_json(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from tfvision_cli import config as config_lib
 from tfvision_cli.errors import TfvisionError, UsageError, did_you_mean
-from tfvision_cli.files import process_alive, write_json, write_text_atomic
+from tfvision_cli.files import create_text, process_alive, write_json, write_text_atomic
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
@@ -161,10 +161,15 @@ def trial_config(study: Study, params: dict[str, Any]) -> config_lib.TrainConfig
 # -- the study folder ----------------------------------------------------------------------
 
 
-def save_study(study_dir: Path, study: Study) -> None:
+def _study_raw(study: Study) -> dict:
     raw = dataclasses.asdict(study)
     raw["space"] = {d.name: _dimension_yaml(d) for d in study.space}
-    write_text_atomic(study_dir / STUDY_FILE, _yaml(raw))
+    return raw
+
+
+def create_study_file(study_dir: Path, study: Study) -> bool:
+    """Write the study file unless one is there: False when another process was first."""
+    return create_text(study_dir / STUDY_FILE, _yaml(_study_raw(study)))
 
 
 def load_study(study_dir: Path) -> Study:

@@ -68,8 +68,17 @@ def _study(ctx: typer.Context, values: dict):
     """(study folder, Study): a new study from the options, or the one in --study-dir."""
     from tfvision_cli.config import load_yaml
     from tfvision_cli.errors import UsageError
+    from tfvision_cli.files import is_temporary
     from tfvision_cli.runs import runs_root
-    from tfvision_cli.tune import Study, grid_of, grid_size, load_study, parse_space, save_study
+    from tfvision_cli.tune import (
+        STUDY_FILE,
+        Study,
+        create_study_file,
+        grid_of,
+        grid_size,
+        load_study,
+        parse_space,
+    )
 
     study_dir = values["study_dir"]
     if values["resume"]:
@@ -106,16 +115,12 @@ def _study(ctx: typer.Context, values: dict):
     if study_dir is None:
         slug = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(study.dataset).name).strip("_") or "data"
         study_dir = runs_root() / f"tune-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (study_dir / "tune.yaml").exists():  # the same command on another process: join it
-        if load_study(study_dir) != study:
-            raise UsageError(
-                f"{study_dir} holds another study", hint="--resume continues it as it is"
-            )
-        return study_dir, study
-    if study_dir.exists() and any(study_dir.iterdir()):
+    others = study_dir.exists() and any(not is_temporary(p.name) for p in study_dir.iterdir())
+    if others and not (study_dir / STUDY_FILE).exists():
         raise UsageError(f"{study_dir} exists and is not a tfvision study; refusing to use it")
-    study_dir.mkdir(parents=True, exist_ok=True)
-    save_study(study_dir, study)
+    # the same command started on other processes at once: one creates, the others join
+    if not create_study_file(study_dir, study) and load_study(study_dir) != study:
+        raise UsageError(f"{study_dir} holds another study", hint="--resume continues it as it is")
     return study_dir, study
 
 

@@ -1,16 +1,19 @@
 """Memory across the trials of one `tfvision tune` process: the resident set size after each
-trial (Keras Tuner's users report it growing until OOM; tfvision clears Keras's state and
-collects garbage between trials).
+trial (Keras Tuner's users report it growing until OOM). Between trials tfvision clears Keras's
+state, drops the custom gradients TensorFlow's registry would keep with their graphs
+(tfvision_cli/compat/tf_custom_gradients.py), collects garbage and trims the C heap.
 
     python benchmarks/tune_memory.py --trials 20
 
-Prints one JSON line per trial (number, RSS in MB) and a summary: the growth from the third
-trial to the last (the first ones pay for TensorFlow's one-time allocations).
+Prints one JSON line per trial (number, RSS in MB, live Python objects) and a summary: the
+least-squares slope of RSS from the third trial on (the first ones pay for TensorFlow's one-time
+allocations), its range, and the change in live objects.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import tempfile
 from pathlib import Path
@@ -27,10 +30,13 @@ def main() -> None:
 
     process = psutil.Process()
     rss: list[float] = []
+    objects: list[int] = []
 
     def on_trial(row: dict) -> None:
         rss.append(process.memory_info().rss / 1e6)
-        print(json.dumps({"trial": row["number"], "rss_mb": round(rss[-1], 1)}), flush=True)
+        objects.append(len(gc.get_objects()))
+        line = {"trial": row["number"], "rss_mb": round(rss[-1], 1), "objects": objects[-1]}
+        print(json.dumps(line), flush=True)
 
     space = parse_space({"learning_rate": {"low": 0.001, "high": 0.03, "log": True}})
     study = Study("digits", space, {"model": "cnn", "epochs": 2}, "random", trials=a.trials)
@@ -38,12 +44,15 @@ def main() -> None:
         study_dir = Path(tmp) / "study"
         study_dir.mkdir()
         run_study(study_dir, study, on_trial)
-    base = rss[min(2, len(rss) - 1)]
+    import numpy as np
+
+    tail = rss[2:] if len(rss) > 3 else rss
+    slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) if len(tail) > 1 else 0.0
     summary = {
         "trials": len(rss),
-        "rss_mb_after_trial_3": round(base, 1),
-        "rss_mb_last": round(rss[-1], 1),
-        "growth_mb_per_trial": round((rss[-1] - base) / max(len(rss) - 3, 1), 2),
+        "rss_mb_from_trial_3": [round(min(tail), 1), round(max(tail), 1)],
+        "growth_mb_per_trial": round(slope, 2),
+        "objects_first_to_last": [objects[0], objects[-1]],
     }
     print(json.dumps(summary))
 

@@ -68,6 +68,29 @@ def test_grid_runs_every_combination_once_and_best_yaml_reproduces(cli, tmp_path
     assert r.exit_code == 0 and len(r.json()["trials"]) == 4
 
 
+def test_trials_leave_no_graphs_behind(tmp_path):
+    """Memory across trials: each training's graphs are gone after its trial (TensorFlow's
+    gradient registry used to keep them, ~15 MB a trial; benchmarks/tune_memory.py measures RSS)."""
+    import gc
+
+    from tfvision_cli.tune import Study, parse_space, run_study
+
+    space = parse_space({"learning_rate": [0.01, 0.02, 0.03, 0.04]})
+    study = Study("digits", space, {"model": "mlp", "epochs": 1}, "grid", trials=4)
+    (tmp_path / "study").mkdir()
+    graphs = []
+
+    def on_trial(row: dict) -> None:
+        from tensorflow.python.framework.func_graph import FuncGraph
+
+        gc.collect()
+        graphs.append(sum(isinstance(o, FuncGraph) for o in gc.get_objects()))
+
+    report = run_study(tmp_path / "study", study, on_trial)
+    assert [t["state"] for t in report["trials"]] == ["complete"] * 4
+    assert graphs[-1] <= graphs[0], graphs
+
+
 def _tune_cmd(study: Path, space: Path, trials: int) -> list[str]:
     return tfvision_cmd(
         f"tune digits --model mlp --epochs 2 --sampler random --trials {trials} --json "

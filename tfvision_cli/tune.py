@@ -14,6 +14,7 @@ one after another in one process, with Keras's state cleared between them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gc
@@ -302,6 +303,7 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
     import keras
 
     from tfvision_cli.callbacks import TrialPruning
+    from tfvision_cli.compat.tf_custom_gradients import released
     from tfvision_cli.train import train
 
     trial.set_user_attr("pid", os.getpid())
@@ -311,10 +313,12 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
     config = trial_config(study, suggest(trial, study.space))
     pruning = TrialPruning(trial, study.metric)
     try:
-        result = train(config, run_dir=run_dir, extra_callbacks=[pruning])
+        with released():  # the trial's graphs, which TensorFlow's gradient registry would keep
+            result = train(config, run_dir=run_dir, extra_callbacks=[pruning])
     finally:
         keras.backend.clear_session()  # memory stays flat across trials
         gc.collect()
+        _trim_heap()
     if pruning.pruned:
         raise optuna.TrialPruned()
     value = result.metrics.get(study.metric)
@@ -322,6 +326,17 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
         raise TfvisionError(f"trial {trial.number} reported no {study.metric}")
     trial.set_user_attr("test_accuracy", result.metrics.get("test_accuracy"))
     return float(value)
+
+
+def _trim_heap() -> None:
+    """Hand the memory the trial freed back to the system (glibc keeps it otherwise)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 # -- results -------------------------------------------------------------------------------

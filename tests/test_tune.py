@@ -91,6 +91,19 @@ def test_trials_leave_no_graphs_behind(tmp_path):
     assert graphs[-1] <= graphs[0], graphs
 
 
+def test_a_study_in_a_database_url(cli, tmp_path):
+    """--storage takes any URL Optuna accepts (PostgreSQL for many machines; SQLite here)."""
+    space = _space(tmp_path, {"learning_rate": [0.01, 0.03]})
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    r = cli("tune", "digits", "--space", space, "--sampler", "grid", "--model", "mlp", "--epochs",
+            "1", "--study-dir", tmp_path / "study", "--storage", url, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert len(r.json()["trials"]) == 2 and (tmp_path / "studies.db").stat().st_size > 0
+    assert not (tmp_path / "study" / "study.journal").exists()
+    r = cli("tune", "--resume", "--study-dir", tmp_path / "study", "--json")  # read back from it
+    assert r.exit_code == 0 and len(r.json()["trials"]) == 2
+
+
 def _tune_cmd(study: Path, space: Path, trials: int) -> list[str]:
     return tfvision_cmd(
         f"tune digits --model mlp --epochs 2 --sampler random --trials {trials} --json "

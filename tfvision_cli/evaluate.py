@@ -84,13 +84,11 @@ def top_confusions(cm: np.ndarray, class_names: list[str], k: int = 5) -> list[d
     return out
 
 
-def _same(name: str, predictor) -> bool:
-    from pathlib import Path
-
-    own = predictor.dataset
-    if not own:
+def same_dataset(a: str | None, b: str | None) -> bool:
+    """Whether two dataset names (or folders) name one dataset."""
+    if not a or not b:
         return False
-    return name == own or Path(name).expanduser().resolve() == Path(own).expanduser().resolve()
+    return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _images(data, split: str | None, own: bool):
@@ -140,7 +138,8 @@ def evaluate(
     )
     info = data.info
     data.require_available()
-    images, labels, split = _images(data, split, own=dataset is None or _same(name, predictor))
+    own = dataset is None or same_dataset(name, predictor.dataset)
+    images, labels, split = _images(data, split, own=own)
     if images.shape[1:] != (h, w, c):
         if images.shape[-1] != c:
             raise UsageError(

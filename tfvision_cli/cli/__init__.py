@@ -125,6 +125,7 @@ def _register() -> None:
     from tfvision_cli.cli import (
         build,
         cluster,
+        compare,
         data,
         evaluate,
         export,
@@ -146,6 +147,7 @@ def _register() -> None:
     app.command("tune")(tune.tune)
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)
+    app.command("compare")(compare.compare)
     app.command("export")(export.export)
     app.command("benchmark")(export.benchmark)
 

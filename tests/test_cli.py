@@ -60,7 +60,8 @@ def test_every_training_option_is_a_config_field_declared_once():
 
     train = typer.main.get_command(app).commands["train"]
     names = {p.name for p in train.params}
-    own = {"ctx", "dataset", "config_file", "model_option", "image_size", "run_dir", "resume"}
+    own = {"ctx", "dataset", "config_file", "model_option", "image_size", "run_dir", "name"}
+    own |= {"resume"}
     own |= {"quiet", "as_json", "help"}
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     assert names - own == {f for f, v in fields.items() if v.metadata["cli"]}

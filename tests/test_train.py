@@ -68,7 +68,7 @@ def test_runs_list_and_latest(cli):
     run, _ = _train(cli, "digits", "--model", "mlp", "--epochs", "1")
     rows = cli("runs", "list", "--json").json()
     assert rows[0]["run_dir"] == str(run) and rows[0]["status"] == "completed"
-    assert cli("runs", "show", "latest").json()["run_dir"] == str(run)
+    assert cli("runs", "show", "latest", "--json").json()["run_dir"] == str(run)
 
 
 def test_same_seed_same_metrics(cli):

@@ -347,7 +347,7 @@ def test_a_damaged_run_json_hides_only_that_run(cli, tmp_path, digits_run, damag
     assert rows["broken-run"]["status"] == "unreadable"
     assert rows["digits-run"]["status"] == "completed"
     assert cli("runs", "list").exit_code == 0
-    r = cli("runs", "show", "latest")
+    r = cli("runs", "show", "latest", "--json")
     assert r.exit_code == 0 and r.json()["run_dir"] == str(digits_run)
     r = cli("runs", "show", broken)
     assert r.exit_code == 1 and r.stderr.count("error:") == 1

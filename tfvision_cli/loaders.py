@@ -17,7 +17,7 @@ import numpy as np
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.formats import artifact_suffixes
 from tfvision_cli.predictor import Predictor
-from tfvision_cli.runs import RunDir, resolve_run
+from tfvision_cli.runs import RunDir, by_name, resolve_run
 
 
 def load_predictor(spec: str, trust: bool = False) -> Predictor:
@@ -27,6 +27,8 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
     """
     path = Path(spec)
     if spec == "latest" or (path.is_dir() and RunDir(path).exists()):
+        return _run_predictor(resolve_run(spec))
+    if not path.exists() and by_name(spec) is not None:  # a run's name, as `runs list` shows
         return _run_predictor(resolve_run(spec))
     if path.suffix == ".keras" and path.is_file():
         meta = _metadata_beside(path)

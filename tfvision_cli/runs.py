@@ -184,7 +184,8 @@ def list_runs(root: Path | None = None) -> list[tuple[RunDir, dict | None]]:
 
 
 def resolve_run(spec: str | os.PathLike) -> RunDir:
-    """A run directory from a path or `latest` (the newest readable run under the runs root)."""
+    """A run directory from a path, a run's name in the runs root (as `runs list` shows it), or
+    `latest` (the newest readable run under the runs root)."""
     if str(spec) == "latest":
         readable = [run for run, state in list_runs() if state is not None]
         if not readable:
@@ -194,9 +195,84 @@ def resolve_run(spec: str | os.PathLike) -> RunDir:
             )
         return readable[0]
     run = RunDir(Path(spec))
+    named = by_name(str(spec))
+    if not run.path.is_dir() and named is not None:
+        run = named
     if not run.path.is_dir():
-        raise UsageError(f"{spec} does not exist")
+        raise UsageError(f"{spec} does not exist", hint="`tfvision runs list` shows the runs")
     if not run.exists():
         raise UsageError(f"{spec} is not a tfvision run directory (it has no run.json)")
     run.read_state()
     return run
+
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+
+
+def by_name(name: str) -> RunDir | None:
+    """The run called name in the runs root, if name is a plain name and such a run exists."""
+    if not RUN_NAME.match(name):
+        return None
+    run = RunDir(runs_root() / name)
+    return run if run.path.is_dir() and run.exists() else None
+
+
+def check_name(name: str) -> str:
+    if not RUN_NAME.match(name):
+        raise UsageError(
+            f"bad run name {name!r}",
+            hint="letters, digits and . _ + - (at most 100, starting with a letter or digit)",
+        )
+    return name
+
+
+def epochs_done(run: RunDir) -> int:
+    """Epochs in the run's history.csv (its data rows)."""
+    try:
+        with open(run.history, "rb") as f:
+            return max(sum(1 for line in f if line.strip()) - 1, 0)
+    except OSError:
+        return 0
+
+
+# what tfvision writes in a run directory (training, evaluate's pictures, default exports)
+_RUN_ENTRIES = frozenset(
+    {"config.yaml", "model.keras", "metrics.json", "history.csv", "classes.json", "backup",
+     "logs", "run.json", "run.lock", "exports", "confusion_matrix.png",
+     "confident_mistakes.png", "training_curves.png"}
+)  # fmt: skip
+
+
+def foreign_entries(run: RunDir) -> list[str]:
+    """Names in the run directory that tfvision does not write there."""
+    from tfvision_cli.files import is_temporary
+
+    return sorted(
+        p.name
+        for p in run.path.iterdir()
+        if p.name not in _RUN_ENTRIES and not is_temporary(p.name)
+    )
+
+
+def remove_run(run: RunDir) -> None:
+    """Delete a run: only a readable tfvision run, not in use, holding nothing but tfvision's
+    files (a user's file put there keeps the whole run, and says so)."""
+    import shutil
+
+    run.read_state()
+    others = foreign_entries(run)
+    if others:
+        raise TfvisionError(
+            f"{run.path} holds files tfvision did not write ({', '.join(others[:5])}); not deleted",
+            hint="move them out first",
+        )
+    with run.lock():  # fails at once while training or tune uses it
+        for p in sorted(run.path.iterdir()):
+            if p.name == run.lock_file.name:
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    run.lock_file.unlink(missing_ok=True)
+    run.path.rmdir()

@@ -55,6 +55,16 @@ _OWN = [
                 ),
             ),
             (
+                "name",
+                str | None,
+                typer.Option(
+                    None,
+                    "--name",
+                    help="Name the run: it goes to the runs folder under this name (what `runs "
+                    "list` shows and every command takes).",
+                ),
+            ),
+            (
                 "resume",
                 bool,
                 flag(False, "--resume", help="Continue a run (--run-dir or latest)."),
@@ -80,11 +90,13 @@ def train(ctx: typer.Context, **values) -> None:
     from tfvision_cli.train import train as do_train
 
     console.set_quiet(values["quiet"])
-    run_dir, resume = values["run_dir"], values["resume"]
+    run_dir, resume = _run_dir(values), values["resume"]
     file_values: dict = {}
     if resume or (run_dir is not None and RunDir(run_dir).exists()):
         run = resolve_run(run_dir or "latest")
         run_dir = run.path
+        if resume and _already_complete(run, given(ctx, values), values["as_json"]):
+            return
         file_values = config_lib.read_yaml(run.config)
     if values["config_file"] is not None:
         file_values.update(config_lib.read_yaml(values["config_file"]))
@@ -122,6 +134,39 @@ def train(ctx: typer.Context, **values) -> None:
         run=result.run_dir,
     )
     typer.echo(str(result.run_dir))
+
+
+def _run_dir(values: dict) -> Path | None:
+    from tfvision_cli.errors import UsageError
+    from tfvision_cli.runs import check_name, runs_root
+
+    if values["name"] is None:
+        return values["run_dir"]
+    if values["run_dir"] is not None:
+        raise UsageError("give --name or --run-dir, not both")
+    return runs_root() / check_name(values["name"])
+
+
+def _already_complete(run, flags: dict, as_json: bool) -> bool:
+    """--resume on a finished run (and no more epochs asked for): say so, train nothing."""
+    state, metrics = run.read_state(), run.read_metrics()
+    total = metrics.get("epochs")
+    asked = flags.get("epochs")
+    if state.get("status") != "completed" or (asked is not None and total is not None
+                                              and asked > total):  # fmt: skip
+        return False
+    if as_json:
+        console.emit_json({"run_dir": str(run.path), "metrics": metrics, "already_complete": True})
+        return True
+    accuracy = metrics.get("test_accuracy")
+    console.log(
+        "{run} is complete"
+        + (f" ({total} epochs, test accuracy {accuracy:.4f})" if accuracy is not None else "")
+        + "; nothing to train (--epochs N with a larger N trains on)",
+        run=run.path,
+    )
+    typer.echo(str(run.path))
+    return True
 
 
 def _architecture_of_init_from(flags: dict, file_values: dict) -> None:

@@ -1,0 +1,85 @@
+"""Runs you can tell apart (issue 17): names, `runs list|show|rm`, `train --name`, and
+`train --resume` on a finished run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.helpers import subprocess_env, tfvision_cmd
+
+
+def _train(cli, *args: str):
+    r = cli("train", "digits", "--model", "mlp", "--epochs", "1", *args)
+    assert r.exit_code == 0, r.stderr
+    return r
+
+
+def test_a_named_run_is_listed_whole_at_80_columns_and_found_by_name(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    name = "cnn-on-my-photos-lr0.003-augment-v2"
+    _train(cli, "--name", name)
+    _train(cli, "--name", "second")
+    root = Path(os.environ["TFVISION_RUNS_DIR"])
+    assert (root / name / "run.json").is_file()
+    r = subprocess.run(tfvision_cmd("runs list"), env=subprocess_env(COLUMNS="80"),
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert name in r.stdout and str(root / name) not in r.stdout  # names, not paths
+    assert r.stdout.index("second") < r.stdout.index(name)  # newest first
+    assert "1/1" in r.stdout and "completed" in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80, r.stdout
+    rows = cli("runs", "list", "--json").json()
+    assert [row["name"] for row in rows] == ["second", name]
+    r = cli("runs", "show", name)
+    assert r.exit_code == 0 and "test accuracy" in r.stdout and "Configuration" in r.stdout
+    shown = cli("runs", "show", name, "--json").json()
+    assert shown["run_dir"] == str(root / name) and shown["metrics"]["epochs"] == 1
+    r = cli("evaluate", name, "--no-plots", "--json")  # every command takes the name
+    assert r.exit_code == 0 and r.json()["model"] == str(root / name / "model.keras")
+
+
+def test_bad_names_and_name_with_run_dir_are_usage_errors(cli, tmp_path):
+    for bad in ("../escape", ".hidden", "a/b", "x" * 101):
+        r = cli("train", "digits", "--model", "mlp", "--name", bad)
+        assert r.exit_code == 2 and "bad run name" in r.stderr, bad
+    r = cli("train", "digits", "--name", "n", "--run-dir", tmp_path / "r")
+    assert r.exit_code == 2 and "not both" in r.stderr
+
+
+def test_resume_on_a_finished_run_trains_nothing(cli):
+    _train(cli, "--name", "done")
+    root = Path(os.environ["TFVISION_RUNS_DIR"])
+    before = (root / "done" / "metrics.json").read_bytes()
+    model = (root / "done" / "model.keras").stat().st_mtime_ns
+    r = cli("train", "--resume", "--name", "done", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["already_complete"] is True
+    assert (root / "done" / "metrics.json").read_bytes() == before
+    assert (root / "done" / "model.keras").stat().st_mtime_ns == model
+    r = cli("train", "--resume", "--name", "done")
+    assert r.exit_code == 0 and "is complete" in r.stderr and "nothing to train" in r.stderr
+    r = cli("train", "--resume", "--name", "done", "--epochs", "2", "--json")  # asks for more
+    assert r.exit_code == 0 and r.json()["metrics"]["epochs"] == 2
+
+
+def test_runs_rm_deletes_only_tfvision_runs_and_asks_first(cli, tmp_path):
+    _train(cli, "--name", "old")
+    _train(cli, "--name", "kept")
+    root = Path(os.environ["TFVISION_RUNS_DIR"])
+    (root / "kept" / "my-notes.txt").write_text("mine")
+    user = tmp_path / "user-folder"
+    user.mkdir()
+    (user / "thesis.tex").write_text("mine")
+    r = cli("runs", "rm", "old")  # not a terminal, no --yes: refused, nothing deleted
+    assert r.exit_code == 2 and "--yes" in r.stderr and (root / "old").is_dir()
+    r = cli("runs", "rm", "old", user, "--yes")  # a folder that is not a run: nothing deleted
+    assert r.exit_code == 2 and "not a tfvision run" in r.stderr and (root / "old").is_dir()
+    r = cli("runs", "rm", "old", "kept", "--yes")
+    assert r.exit_code == 1 and "my-notes.txt" in r.stderr
+    assert not (root / "old").exists()
+    assert (root / "kept" / "my-notes.txt").read_text() == "mine"
+    assert json.loads((root / "kept" / "run.json").read_text())["status"] == "completed"
+    assert (user / "thesis.tex").read_text() == "mine"

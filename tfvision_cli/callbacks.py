@@ -77,15 +77,16 @@ class BestModel(keras.callbacks.Callback):
         best: float | None,
         is_chief: bool,
         on_save: Callable[[int, float], None],
+        first_epoch: int = 1,
     ):
         super().__init__()
         self.path, self.monitor, self.best, self.is_chief = path, monitor, best, is_chief
-        self.on_save = on_save
+        self.on_save, self.first_epoch = on_save, first_epoch
         self.best_weights = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or math.isnan(float(value)):
+        if value is None or math.isnan(float(value)) or epoch + 1 < self.first_epoch:
             return
         value = float(value)
         if self.best is None or value > self.best:

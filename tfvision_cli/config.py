@@ -16,7 +16,7 @@ from tfvision_cli.errors import UsageError, did_you_mean
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
-AUGMENTS = ("none", "light", "standard")
+AUGMENTS = ("none", "light", "standard", "randaugment")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
 MAX_IMAGE_SIDE = 4096
@@ -123,7 +123,48 @@ class TrainConfig:
     )
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW-style).", low=0, high=1)
     label_smoothing: float = option(0.1, "Label smoothing of the training loss.", low=0, below=1)
-    augment: str = option("none", "Random geometric augmentation, in tf.data.", choices=AUGMENTS)
+    augment: str = option(
+        "none",
+        "Random augmentation in tf.data: light/standard geometric, or randaugment (Keras's "
+        "RandAugment: two random ops a batch at --augment-magnitude). Never mirrors digits.",
+        choices=AUGMENTS,
+    )
+    augment_magnitude: float = option(
+        0.1,
+        "RandAugment's strength: 0.1 rotates up to 36 degrees, shifts and shears 10% (0.5, "
+        "Keras's default, turns a 6 into a 9).",
+        low=0,
+        high=1,
+    )
+    mixup: float = option(
+        0.0,
+        "MixUp: blend pairs of images and their labels with a Beta(ALPHA, ALPHA) weight (0: off).",
+        low=0,
+        high=10,
+    )
+    cutmix: float = option(
+        0.0,
+        "CutMix: paste a patch of another image, labels mixed by area, Beta(ALPHA, ALPHA) "
+        "(0: off). With --mixup, one of the two for each batch.",
+        low=0,
+        high=10,
+    )
+    random_erasing: float = option(
+        0.0, "Random erasing: the chance each image has a random box blanked.", low=0, high=1
+    )
+    l1: float = option(
+        0.0,
+        "L1 penalty on every Conv/Dense kernel, added to the loss (drives weights to zero).",
+        low=0,
+        high=1,
+    )
+    l2: float = option(
+        0.0,
+        "L2 penalty on every Conv/Dense kernel, added to the loss; unlike --weight-decay it "
+        "goes through the optimizer's adaptive scaling.",
+        low=0,
+        high=1,
+    )
     class_weight: str = option(
         "none",
         "balanced: weigh each class's loss by total / (classes x its count), for imbalanced data.",

@@ -11,6 +11,7 @@ from pathlib import Path
 from tfvision_cli.config import TrainConfig
 from tfvision_cli.errors import UsageError
 from tfvision_cli.files import write_json
+from tfvision_cli.models.io import trained_model
 from tfvision_cli.training.data import (
     build_pipelines,
     choose_epochs,
@@ -21,7 +22,13 @@ from tfvision_cli.training.data import (
     setup_tensorflow,
 )
 from tfvision_cli.training.loop import best_value, fit, make_callbacks
-from tfvision_cli.training.model import build_model, finish_model, test_report, weights_digest
+from tfvision_cli.training.model import (
+    build_model,
+    compile_model,
+    finish_model,
+    test_report,
+    weights_digest,
+)
 from tfvision_cli.training.run import choose_run, own_files, run_lifecycle
 
 
@@ -56,11 +63,16 @@ def train(
     resume: bool = False,
     on_event: Callable[..., None] | None = None,
     extra_callbacks: list | None = None,
+    keep_from_epoch: int = 1,
+    wrap_model: Callable | None = None,
 ) -> TrainResult:
     """Train config.model on config.dataset; write the run directory; return its metrics.
 
-    extra_callbacks: Keras callbacks of the caller's (tune's pruning), run after tfvision's own
-    and before the epoch's backup is committed."""
+    extra_callbacks: Keras callbacks of the caller's (tune's trial pruning, prune's masks), run
+    after tfvision's own and before the epoch's backup is committed.
+    keep_from_epoch: epochs before this one are never kept as the best (prune's ramp).
+    wrap_model: model -> the model to fit (distill's Distiller around the student); the run
+    keeps what models.io.trained_model finds in it."""
     from tfvision_cli.distribute import choose_strategy, cluster_size
     from tfvision_cli.models.registry import get_entry
 
@@ -99,6 +111,9 @@ def train(
     # Model: the run directory is written only once it builds
     model, notes = build_model(config, shape, info.num_classes, placement, pipes.steps)
     splits.notes.update(notes)
+    if wrap_model is not None:
+        model = wrap_model(model, placement)
+        compile_model(model, config, pipes.steps, placement)
 
     # Train
     is_chief = placement.is_chief
@@ -109,8 +124,9 @@ def train(
     ):
         emit("run", path=str(run.path), resuming=resuming)
         callbacks = make_callbacks(
-            config, run, own, resuming, is_chief, state, monitor, pipes.steps, emit
-        )
+            config, run, own, resuming, is_chief, state, monitor, pipes.steps, emit,
+            keep_from_epoch,
+        )  # fmt: skip
         callbacks.all[-1:-1] = extra_callbacks or []
         start = time.perf_counter()
         history = fit(model, pipes, callbacks, config, placement, run)
@@ -119,23 +135,19 @@ def train(
         # Evaluate
         splits.notes.update(callbacks.notes)
         splits.notes.update(finish_model(model, pipes, callbacks, run, config, placement))
+        kept = trained_model(model)
         metrics = {
-            "dataset": config.dataset,
-            "model": config.model,
-            **test_report(model, pipes, placement),
-            "test_examples": int(len(splits.test[1])),
+            "dataset": config.dataset, "model": config.model,
+            **test_report(model, pipes, placement), "test_examples": int(len(splits.test[1])),
             **_session(history, state, pipes, len(splits.train[1]), train_seconds),
             "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
             "best_epoch": run.read_state().get("best_epoch") if is_chief else None,
-            "epochs": config.epochs,
-            "global_batch_size": pipes.global_batch,
-            "replicas": placement.replicas,
-            "strategy": placement.kind,
-            "params": int(model.count_params()),
+            "epochs": config.epochs, "global_batch_size": pipes.global_batch,
+            "replicas": placement.replicas, "strategy": placement.kind,
+            "params": int(kept.count_params()),
             # equal on every worker of a multi-worker run: they trained one model
-            "weights_sha256": weights_digest(model),
-            "notes": splits.notes,
-        }
+            "weights_sha256": weights_digest(kept), "notes": splits.notes,
+        }  # fmt: skip
         if is_chief:
             write_json(run.metrics, metrics)
     return TrainResult(run.path, metrics)

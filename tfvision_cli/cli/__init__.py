@@ -127,11 +127,13 @@ def _register() -> None:
         cluster,
         compare,
         data,
+        distill,
         evaluate,
         export,
         models,
         predict,
         preprocess,
+        prune,
         runs,
         train,
         tune,
@@ -148,6 +150,8 @@ def _register() -> None:
     app.command("evaluate")(evaluate.evaluate)
     app.command("predict")(predict.predict)
     app.command("compare")(compare.compare)
+    app.command("prune")(prune.prune)
+    app.command("distill")(distill.distill)
     app.command("export")(export.export)
     app.command("benchmark")(export.benchmark)
 

@@ -86,3 +86,15 @@ def parse_model_options(items: list[str]) -> dict:
             raise UsageError(f"--model-option expects KEY=VALUE, got {item!r}")
         options[key.strip()] = load_yaml(value, f"--model-option {key.strip()}")
     return options
+
+
+def run_dir_of(values: dict):
+    """The run folder of --run-dir or --name (a run in the runs folder), or None."""
+    from tfvision_cli.errors import UsageError
+    from tfvision_cli.runs import check_name, runs_root
+
+    if values["name"] is None:
+        return values["run_dir"]
+    if values["run_dir"] is not None:
+        raise UsageError("give --name or --run-dir, not both")
+    return runs_root() / check_name(values["name"])

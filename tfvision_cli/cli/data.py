@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import typer
 from tfvision_cli import console
 from tfvision_cli.cli.common import flag
 from tfvision_cli.cli.complete import complete_datasets
+from tfvision_cli.cli.options import config_options
 
 app = typer.Typer(help="Find, download, inspect and preview datasets.", no_args_is_help=True)
 
@@ -157,29 +159,75 @@ def info(
         console.warn(f"imbalanced {line}")
 
 
-@app.command()
-def preview(
-    name: str = typer.Argument(
-        ..., help="Dataset name or folder.", autocompletion=complete_datasets
-    ),
-    out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write."),
-    split: str = typer.Option("train", "--split", help="Split to sample from."),
-    count: int = typer.Option(32, "--count", min=1, max=256, help="Number of images."),
-    seed: int = typer.Option(0, "--seed", help="Which images (seeded sample)."),
-    data_dir: str | None = DATA_DIR,
-) -> None:
-    """A labelled grid of sample images, as a PNG."""
+AUGMENT_FIELDS = ("augment", "augment_magnitude", "mixup", "cutmix", "random_erasing")
+
+
+def preview(ctx: typer.Context, **values) -> None:
+    """A labelled grid of sample images, as a PNG; with augmentation options, each image beside
+    what training makes of it (and its soft label, with MixUp/CutMix)."""
+    from tfvision_cli.cli.options import given
+    from tfvision_cli.config import TrainConfig
     from tfvision_cli.data.catalog import open_dataset, sample
     from tfvision_cli.plots import image_grid
 
-    dataset = open_dataset(name, data_dir=data_dir)
-    images, labels = sample(dataset, split, count, seed)
+    dataset = open_dataset(values["name"], data_dir=values["data_dir"])
+    images, labels = sample(dataset, values["split"], values["count"], values["seed"])
     names = dataset.info.class_names
-    path = image_grid(
-        images,
-        [names[i] for i in labels],
-        out,
-        suptitle=f"{dataset.info.name} / {split}: {len(images)} samples",
-    )
+    options = given(ctx, values)
+    title = f"{dataset.info.name} / {values['split']}: {len(images)} samples"
+    if not options:
+        path = image_grid(images, [names[i] for i in labels], values["out"], suptitle=title)
+    else:
+        config = TrainConfig(**options, seed=values["seed"]).validate()
+        path = _augmented_grid(dataset, images, labels, config, values["out"], title)
     console.log("wrote {path}", path=path)
     typer.echo(str(path))
+
+
+def _augmented_grid(dataset, images, labels, config, out: Path, title: str) -> Path:
+    import numpy as np
+
+    from tfvision_cli.data.pipeline import augment_sample, augmenter, flips_make_sense, mixer
+    from tfvision_cli.plots import image_grid
+
+    info = dataset.info
+    augment = augmenter(config.augment, flips_make_sense(info.name, info.class_names,
+                        images.shape[-1]), config.seed, config.augment_magnitude,
+                        config.random_erasing)  # fmt: skip
+    mix = mixer(config.mixup, config.cutmix, config.seed)
+    after, soft = augment_sample(images, labels, info.num_classes, augment, mix)
+    names = info.class_names
+    pairs = np.empty((2 * len(images), *images.shape[1:]), np.uint8)
+    pairs[0::2], pairs[1::2] = images, after
+    titles = []
+    for label, row in zip(labels, soft, strict=True):
+        top = [i for i in np.argsort(-row)[:2] if row[i] > 0.005]
+        titles += [names[label], " ".join(f"{names[i]} {row[i]:.2f}" for i in top)]
+    used = ", ".join(f"{k} {getattr(config, k)}" for k in AUGMENT_FIELDS
+                     if getattr(config, k) not in (0, 0.0, "none"))  # fmt: skip
+    return image_grid(pairs, titles, out, suptitle=f"{title}; each before / after ({used})")
+
+
+preview.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                          default=typer.Argument(..., help="Dataset name or folder.",
+                                                 autocompletion=complete_datasets)),
+        *(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=d)
+            for name, kind, d in (
+                ("out", Path, typer.Option(Path("preview.png"), "--out", "-o",
+                                           help="PNG file to write.")),
+                ("split", str, typer.Option("train", "--split", help="Split to sample from.")),
+                ("count", int, typer.Option(32, "--count", min=1, max=256,
+                                            help="Number of images.")),
+                ("seed", int, typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                                           help="Which images (seeded sample).")),
+                ("data_dir", str | None, DATA_DIR),
+            )
+        ),
+        *config_options(only=AUGMENT_FIELDS),
+    ]
+)  # fmt: skip
+app.command()(preview)

@@ -67,9 +67,17 @@ def _option(f: dataclasses.Field) -> inspect.Parameter:
     )
 
 
-def config_options() -> list[inspect.Parameter]:
-    """One Typer option per TrainConfig field the command line spells as a flag."""
-    return [_option(f) for f in cli_fields()]
+def config_options(
+    exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+) -> list[inspect.Parameter]:
+    """One Typer option per TrainConfig field the command line spells as a flag (but the
+    fields a command sets itself: prune's architecture is its source's; or only some: the
+    augmentation options of `data preview`)."""
+    return [
+        _option(f)
+        for f in cli_fields()
+        if f.name not in exclude and (only is None or f.name in only)
+    ]
 
 
 def given(ctx: typer.Context, values: dict) -> dict:

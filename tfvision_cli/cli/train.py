@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import flag
+from tfvision_cli.cli.common import flag, run_dir_of
 from tfvision_cli.cli.complete import complete_datasets, complete_runs
 from tfvision_cli.cli.options import config_options, given
 
@@ -90,7 +90,7 @@ def train(ctx: typer.Context, **values) -> None:
     from tfvision_cli.train import train as do_train
 
     console.set_quiet(values["quiet"])
-    run_dir, resume = _run_dir(values), values["resume"]
+    run_dir, resume = run_dir_of(values), values["resume"]
     file_values: dict = {}
     if resume or (run_dir is not None and RunDir(run_dir).exists()):
         run = resolve_run(run_dir or "latest")
@@ -134,17 +134,6 @@ def train(ctx: typer.Context, **values) -> None:
         run=result.run_dir,
     )
     typer.echo(str(result.run_dir))
-
-
-def _run_dir(values: dict) -> Path | None:
-    from tfvision_cli.errors import UsageError
-    from tfvision_cli.runs import check_name, runs_root
-
-    if values["name"] is None:
-        return values["run_dir"]
-    if values["run_dir"] is not None:
-        raise UsageError("give --name or --run-dir, not both")
-    return runs_root() / check_name(values["name"])
 
 
 def _already_complete(run, flags: dict, as_json: bool) -> bool:

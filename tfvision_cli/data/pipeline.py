@@ -18,13 +18,28 @@ def flips_make_sense(dataset_name: str, class_names: list[str], channels: int) -
     return not all(c.strip().isdigit() for c in class_names)
 
 
-def augmenter(level: str, allow_flip: bool, seed: int):
-    """A Keras Sequential of random layers for a level (none -> None), run in tf.data."""
-    if level == "none":
+def augmenter(level: str, allow_flip: bool, seed: int, magnitude: float = 0.1,
+              erasing: float = 0.0):  # fmt: skip
+    """A Keras Sequential of random layers for a level (none -> None), run in tf.data on
+    float images in 0..255, then random erasing with probability `erasing`."""
+    if level == "none" and not erasing:
         return None
     import keras
     from keras import layers
 
+    parts = _geometric(level, allow_flip, seed, magnitude)
+    if erasing:
+        parts.append(layers.RandomErasing(factor=erasing, value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(parts, name=f"augment_{level}")
+
+
+def _geometric(level: str, allow_flip: bool, seed: int, magnitude: float) -> list:
+    from keras import layers
+
+    if level == "none":
+        return []
+    if level == "randaugment":  # its ops never mirror: safe for digits at a small magnitude
+        return [layers.RandAugment(value_range=(0, 255), factor=magnitude, seed=seed)]
     strength = {"light": (0.08, 0.03, 0.08), "standard": (0.1, 0.05, 0.1)}[level]
     shift, rotate, zoom = strength
     parts = [
@@ -34,7 +49,32 @@ def augmenter(level: str, allow_flip: bool, seed: int):
     ]
     if level == "standard" and allow_flip:
         parts.insert(0, layers.RandomFlip("horizontal", seed=seed + 3))
-    return keras.Sequential(parts, name=f"augment_{level}")
+    return parts
+
+
+def mixer(mixup: float, cutmix: float, seed: int):
+    """(uint8 images, one-hot labels) -> the batch with MixUp or CutMix applied (one of the
+    two, at random, when both are on), labels soft and summing to 1; None when both are 0."""
+    if not (mixup or cutmix):
+        return None
+    import keras
+
+    tf = import_tf()
+    mix = keras.layers.MixUp(alpha=mixup, seed=seed + 5) if mixup else None
+    cut = keras.layers.CutMix(factor=cutmix, seed=seed + 6) if cutmix else None
+
+    def apply(layer, x, y):
+        out = layer({"images": tf.cast(x, tf.float32), "labels": y}, training=True)
+        images = tf.cast(tf.clip_by_value(tf.round(out["images"]), 0, 255), tf.uint8)
+        return images, tf.cast(out["labels"], tf.float32)
+
+    def both(x, y):
+        if mix is None or cut is None:
+            return apply(mix or cut, x, y)
+        coin = tf.random.uniform([], seed=seed + 7)
+        return tf.cond(coin < 0.5, lambda: apply(mix, x, y), lambda: apply(cut, x, y))
+
+    return both
 
 
 def make_dataset(
@@ -47,6 +87,7 @@ def make_dataset(
     augment=None,
     one_hot: bool = True,
     repeat: bool = False,
+    mix=None,
 ):
     """(uint8 images, one-hot float labels) batches; shuffled each epoch when training."""
     tf = import_tf()
@@ -67,6 +108,15 @@ def make_dataset(
         ds = ds.map(
             lambda x, y: (x, tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
         )
+    if mix is not None:  # on one-hot labels: they become soft
+        ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def augment_sample(images: np.ndarray, labels: np.ndarray, num_classes: int, augment, mix):
+    """One batch through the training pipeline's augmentation: (uint8 images, soft labels)."""
+    ds = make_dataset(images, labels, num_classes, len(labels), augment=augment, mix=mix)
+    out_images, out_labels = next(iter(ds))
+    return np.asarray(out_images), np.asarray(out_labels)

@@ -5,7 +5,8 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-def _application(builder, name, input_shape, num_classes, pretrained, scale, min_size=32, **kwargs):
+def _application(builder, name, input_shape, num_classes, pretrained, scale, min_size=32,
+                 dropout=0.2, **kwargs):  # fmt: skip
     import keras
 
     inputs = image_input(input_shape)
@@ -30,7 +31,7 @@ def _application(builder, name, input_shape, num_classes, pretrained, scale, min
             ) from None
         raise
     x = backbone(x)
-    return keras.Model(inputs, classifier_head(x, num_classes, 0.2), name=name)
+    return keras.Model(inputs, classifier_head(x, num_classes, float(dropout)), name=name)
 
 
 @register_model(
@@ -38,7 +39,9 @@ def _application(builder, name, input_shape, num_classes, pretrained, scale, min
     family="mobilenet",
     description="MobileNetV2 (keras.applications); --pretrained for ImageNet weights",
 )
-def mobilenet_v2(input_shape, num_classes, pretrained: bool = False, alpha: float = 1.0):
+def mobilenet_v2(
+    input_shape, num_classes, pretrained: bool = False, alpha: float = 1.0, dropout: float = 0.2
+):
     import keras
 
     # MobileNetV2 expects inputs in [-1, 1].
@@ -49,6 +52,7 @@ def mobilenet_v2(input_shape, num_classes, pretrained: bool = False, alpha: floa
         num_classes,
         pretrained,
         scale="symmetric",
+        dropout=dropout,
         alpha=float(alpha),
     )
 
@@ -58,7 +62,7 @@ def mobilenet_v2(input_shape, num_classes, pretrained: bool = False, alpha: floa
     family="efficientnet",
     description="EfficientNet-B0 (keras.applications); --pretrained for ImageNet",
 )
-def efficientnet_b0(input_shape, num_classes, pretrained: bool = False):
+def efficientnet_b0(input_shape, num_classes, pretrained: bool = False, dropout: float = 0.2):
     import keras
 
     # EfficientNet rescales and normalises inside itself: feed it 0..255 floats.
@@ -69,4 +73,5 @@ def efficientnet_b0(input_shape, num_classes, pretrained: bool = False):
         num_classes,
         pretrained,
         scale="raw",
+        dropout=dropout,
     )

@@ -26,7 +26,7 @@ def cnn(input_shape, num_classes, dropout: float = 0.5):
 @register_model(
     "lenet5", family="cnn", description="LeCun et al. 1998: 32x32 input, tanh, avg-pool"
 )
-def lenet5(input_shape, num_classes):
+def lenet5(input_shape, num_classes, dropout: float = 0.0):
     import keras
     from keras import layers
 
@@ -39,7 +39,7 @@ def lenet5(input_shape, num_classes):
     x = layers.Flatten()(x)
     x = layers.Dense(120, activation="tanh", name="c5")(x)
     x = layers.Dense(84, activation="tanh", name="f6")(x)
-    return keras.Model(inputs, classifier_head(x, num_classes), name="lenet5")
+    return keras.Model(inputs, classifier_head(x, num_classes, float(dropout)), name="lenet5")
 
 
 def _conv_bn(x, filters, kernel=3, strides=1, padding="valid", name=None):

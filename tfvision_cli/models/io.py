@@ -8,12 +8,17 @@ from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import atomic_file
 
 
+def trained_model(model):
+    """The model a run keeps: a distiller's student (its teacher is not part of the result)."""
+    return getattr(model, "student", model)
+
+
 def save_model(model, path: Path) -> Path:
     """model.save to a temporary name, then rename: the file is never half-written."""
     path = Path(path)
     try:
         with atomic_file(path, suffix=".keras") as tmp:
-            model.save(tmp)
+            trained_model(model).save(tmp)
     except OSError as e:
         raise TfvisionError(f"cannot write {path}: {e.strerror or e}") from None
     return path

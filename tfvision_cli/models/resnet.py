@@ -4,8 +4,10 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-def _basic_block(x, filters, strides, name):
+def _basic_block(x, filters, strides, name, drop_path=0.0):
     from keras import layers, regularizers
+
+    from tfvision_cli.models.custom_layers import DropPath
 
     reg = regularizers.l2(1e-4)
     shortcut = x
@@ -29,6 +31,8 @@ def _basic_block(x, filters, strides, name):
             filters, 1, strides=strides, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj"
         )(shortcut)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    if drop_path:
+        y = DropPath(drop_path, name=f"{name}_drop_path")(y)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_out")(y)
 
@@ -38,7 +42,14 @@ def _basic_block(x, filters, strides, name):
     family="resnet",
     description="ResNet-20 for 32x32 images (depth=6n+2: --model-option depth=32)",
 )
-def resnet(input_shape, num_classes, depth: int = 20, width: int = 16):
+def resnet(
+    input_shape,
+    num_classes,
+    depth: int = 20,
+    width: int = 16,
+    dropout: float = 0.0,
+    drop_path: float = 0.0,
+):
     import keras
     from keras import layers
 
@@ -51,9 +62,12 @@ def resnet(input_shape, num_classes, depth: int = 20, width: int = 16):
     x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
+    blocks = 3 * n
     for stage, filters in enumerate((width, 2 * width, 4 * width)):
         for block in range(n):
             strides = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(x, filters, strides, name=f"s{stage + 1}b{block + 1}")
+            rate = float(drop_path) * (stage * n + block) / max(blocks - 1, 1)  # deeper: more
+            x = _basic_block(x, filters, strides, f"s{stage + 1}b{block + 1}", rate)
     x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, classifier_head(x, num_classes), name=f"resnet{depth}")
+    head = classifier_head(x, num_classes, float(dropout))
+    return keras.Model(inputs, head, name=f"resnet{depth}")

@@ -8,7 +8,7 @@ from tfvision_cli.models.registry import register_model
 @register_model(
     "rnn", family="rnn", description="LSTM (or --model-option cell=gru) over image rows, 128 units"
 )
-def rnn(input_shape, num_classes, cell: str = "lstm", units: int = 128):
+def rnn(input_shape, num_classes, cell: str = "lstm", units: int = 128, dropout: float = 0.0):
     import keras
     from keras import layers
 
@@ -20,4 +20,4 @@ def rnn(input_shape, num_classes, cell: str = "lstm", units: int = 128):
     x = preprocess_stem(inputs)
     x = layers.Reshape((h, w * c), name="rows")(x)  # (batch, rows, pixels per row)
     x = cells[cell](int(units), name=cell)(x)
-    return keras.Model(inputs, classifier_head(x, num_classes), name=f"rnn_{cell}")
+    return keras.Model(inputs, classifier_head(x, num_classes, float(dropout)), name=f"rnn_{cell}")

@@ -18,11 +18,12 @@ def vit(
     heads: int = 4,
     mlp_dim: int = 128,
     dropout: float = 0.1,
+    drop_path: float = 0.0,
 ):
     import keras
     from keras import layers
 
-    from tfvision_cli.models.custom_layers import AddPositionEmbedding
+    from tfvision_cli.models.custom_layers import AddPositionEmbedding, DropPath
 
     p, dim = int(patch_size), int(dim)
     inputs = image_input(input_shape)
@@ -32,17 +33,22 @@ def vit(
     x = layers.Conv2D(dim, p, strides=p, name="patch_embed")(x)  # (batch, H/p, W/p, dim)
     x = layers.Reshape((-1, dim), name="patches")(x)  # (batch, patches, dim)
     x = AddPositionEmbedding(name="position_embedding")(x)
+
+    def dropped(y, i, part):  # stochastic depth, rising with depth
+        rate = float(drop_path) * i / max(int(depth) - 1, 1)
+        return DropPath(rate, name=f"block{i}_drop_path{part}")(y) if rate else y
+
     for i in range(int(depth)):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln1")(x)
         y = layers.MultiHeadAttention(
             int(heads), dim // int(heads), dropout=float(dropout), name=f"block{i}_attn"
         )(y, y)
-        x = layers.Add(name=f"block{i}_add1")([x, y])
+        x = layers.Add(name=f"block{i}_add1")([x, dropped(y, i, 1)])
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln2")(x)
         y = layers.Dense(int(mlp_dim), activation="gelu", name=f"block{i}_mlp1")(y)
         y = layers.Dropout(float(dropout))(y)
         y = layers.Dense(dim, name=f"block{i}_mlp2")(y)
-        x = layers.Add(name=f"block{i}_add2")([x, y])
+        x = layers.Add(name=f"block{i}_add2")([x, dropped(y, i, 2)])
     x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
     x = layers.GlobalAveragePooling1D(name="pool")(x)
     return keras.Model(inputs, classifier_head(x, num_classes), name="vit")

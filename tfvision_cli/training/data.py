@@ -122,7 +122,7 @@ class Pipelines:
 
 def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) -> Pipelines:
     """tf.data pipelines batched with the global batch (per-replica batch x replicas)."""
-    from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset
+    from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset, mixer
 
     n_classes = info.num_classes
     shape = splits.train[0].shape[1:]
@@ -131,8 +131,9 @@ def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) ->
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     augment = augmenter(
-        config.augment, flips_make_sense(info.name, info.class_names, shape[2]), config.seed
-    )
+        config.augment, flips_make_sense(info.name, info.class_names, shape[2]), config.seed,
+        config.augment_magnitude, config.random_erasing,
+    )  # fmt: skip
     train = make_dataset(
         *splits.train,
         n_classes,
@@ -141,6 +142,7 @@ def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) ->
         seed=config.seed,
         augment=augment,
         repeat=config.steps_per_epoch is not None,
+        mix=mixer(config.mixup, config.cutmix, config.seed),
     )
     val = make_dataset(*splits.val, n_classes, global_batch) if splits.val else None
     test = make_dataset(*splits.test, n_classes, global_batch)

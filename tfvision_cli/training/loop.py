@@ -37,6 +37,7 @@ def make_callbacks(
     monitor: str,
     steps: int,
     emit: Emit,
+    keep_from_epoch: int = 1,
 ) -> TrainCallbacks:
     """tfvision's callbacks in the order that keeps a run resumable after any kill."""
     import keras
@@ -56,7 +57,7 @@ def make_callbacks(
             run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
 
     nan_guard = StopOnNaN()
-    best = BestModel(run.model, monitor, state.get("best_value"), is_chief, saved)
+    best = BestModel(run.model, monitor, state.get("best_value"), is_chief, saved, keep_from_epoch)
     progress = ProgressEvents(emit, config.epochs, steps)
     logger = ResumableCSVLogger(
         str(own.history), resuming and is_chief, Backup.epochs_done(run.backup)

@@ -22,6 +22,7 @@ def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: in
     """The model (from the registry, or a .keras file), started from --init-from's weights if
     given, compiled inside the strategy's scope. Returns (model, notes for metrics.json)."""
     from tfvision_cli.models.registry import create_model
+    from tfvision_cli.models.regularizers import regularize
 
     notes = {}
     with placement.strategy.scope():
@@ -32,8 +33,11 @@ def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: in
             model = finetune.model_from_file(config.model, shape, n_classes)
         else:
             model = create_model(config.model, shape, n_classes, **options)
+        if config.l1 or config.l2:
+            model, count = regularize(model, config.l1, config.l2)
+            notes["regularized_kernels"] = count
         if config.init_from:
-            notes = finetune.init_weights(model, config.init_from)
+            notes.update(finetune.init_weights(model, config.init_from))
         if placement.replicas > 1:
             synchronize_batch_norm(model)
     compile_model(model, config, steps, placement)
@@ -83,16 +87,16 @@ def synchronize_batch_norm(model) -> None:
     that its moving averages (and so every weight) stay identical on every replica and worker."""
     import keras
 
-    for layer in _walk(model):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
 
 
-def _walk(layer):
+def all_layers(layer):
     """Every layer inside layer, nested models included."""
     for sub in getattr(layer, "layers", []):
         yield sub
-        yield from _walk(sub)
+        yield from all_layers(sub)
 
 
 # Below this many optimizer steps, BatchNorm's moving statistics (an exponential average over
@@ -116,7 +120,9 @@ def recalibrate_batch_norm(model, batches) -> int:
     Nothing else changes: no gradient is taken."""
     import keras
 
-    layers = [layer for layer in _walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [
+        layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     if not layers:
         return 0
     saved = [layer.momentum for layer in layers]

@@ -1,0 +1,76 @@
+"""Smaller models that keep their accuracy (issue 19): `tfvision prune` and `tfvision distill`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from tfvision_cli.prune import target_sparsity
+
+
+def test_the_polynomial_schedule_rises_to_the_target_and_holds():
+    values = [target_sparsity(step, 0.8, 100, "polynomial") for step in range(0, 130, 10)]
+    assert values[0] == 0 and values[10] == pytest.approx(0.8) and values[-1] == 0.8
+    assert all(a <= b for a, b in zip(values, values[1:], strict=False))  # never falls
+    assert values[5] == pytest.approx(0.8 * (1 - 0.5**3))  # Zhu & Gupta's cubic
+    assert target_sparsity(0, 0.8, 100, "constant") == 0.8
+
+
+def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_gate(
+    cli, mnist_run, tmp_path
+):
+    from tfvision_cli.models.io import load_model
+    from tfvision_cli.prune import prunable_kernels
+
+    out = tmp_path / "pruned"
+    r = cli("prune", mnist_run, "--sparsity", "0.8", "--epochs", "2", "--steps-per-epoch", "60",
+            "--run-dir", out, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    report = r.json()
+    model = load_model(out / "model.keras")  # safe mode: an ordinary model, no wrapper layers
+    for kernel in prunable_kernels(model):
+        values = np.asarray(kernel.numpy())
+        assert np.mean(values == 0) == pytest.approx(0.8, abs=1 / values.size + 1e-9), kernel.path
+    assert report["sparsity"]["overall"] == pytest.approx(0.8, abs=0.001)
+    assert report["test_accuracy_after"] > 0.9  # 120 steps; the accuracy target: benchmarks
+    sizes = report["sizes"]
+    assert sizes["keras_after_gzip"] < sizes["keras_before_gzip"] * 0.6  # zeros compress
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pruning"]["sparsity"] == pytest.approx(0.8, abs=0.001)
+    r = cli("export", out, "--format", "tflite", "--quantize", "int8", "--json")  # parity gate
+    assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("args, message", [(["--sparsity", "1.5"], "--sparsity"),
+                                           (["--pruning-schedule", "cubic"], "cubic")])  # fmt: skip
+def test_bad_pruning_options_are_usage_errors(cli, tmp_path, args, message):
+    r = cli("prune", tmp_path / "nothing", *args)
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_distill_teaches_a_student_that_stands_alone(cli, tmp_path):
+    from tfvision_cli.models.io import load_model
+
+    teacher = tmp_path / "teacher"
+    r = cli("train", "digits", "--model", "cnn", "--epochs", "3", "--run-dir", teacher, "-q")
+    assert r.exit_code == 0, r.stderr
+    student = tmp_path / "student"
+    r = cli("distill", teacher, "--student", "mlp", "--epochs", "2", "--temperature", "4",
+            "--alpha", "0.3", "--run-dir", student, "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    metrics = r.json()["metrics"]
+    assert metrics["distillation"]["temperature"] == 4 and metrics["distillation"]["alpha"] == 0.3
+    rows = list(csv.DictReader((student / "history.csv").open()))
+    assert len(rows) == 2 and all(float(row["distillation_loss"]) > 0.01 for row in rows)
+    model = load_model(student / "model.keras")  # the student alone, without its teacher
+    assert model.count_params() == metrics["params"]
+    assert not any("distiller" in layer.name for layer in model.layers)
+    r = cli("evaluate", student, "--no-plots", "--json")
+    assert r.exit_code == 0 and r.json()["accuracy"] == pytest.approx(
+        metrics["test_accuracy"], abs=1e-6
+    )
+    r = cli("distill", teacher, "--student", "no-such-model", "--run-dir", tmp_path / "x")
+    assert r.exit_code == 2 and "unknown model" in r.stderr

@@ -1,0 +1,85 @@
+"""`tfvision prune MODEL --sparsity 0.8 [train options]`: magnitude pruning while fine-tuning."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import typer
+
+from tfvision_cli import console
+from tfvision_cli.cli.common import choice, flag, model_argument, run_dir_of
+from tfvision_cli.cli.options import config_options, given
+from tfvision_cli.prune import SCHEDULES
+
+_OWN = [
+    ("source", str, model_argument(..., help="The run to prune (folder, name or latest).")),
+    ("sparsity", float, typer.Option(
+        0.8, "--sparsity", min=0.01, max=0.99,
+        help="Fraction of every Conv/Dense kernel's weights set to zero.")),
+    ("pruning_schedule", str, choice("polynomial", "--pruning-schedule", choices=SCHEDULES,
+                             help="polynomial: rise to the sparsity over the first half of the "
+                             "epochs (Zhu & Gupta 2017); constant: from the first step.")),
+    ("quantize", str | None, choice(None, "--quantize", choices=("int8", "float16", "dynamic"),
+                                    help="Also export the pruned model as a quantized .tflite "
+                                    "(through the parity gate) and report its size.")),
+    ("run_dir", Path | None, typer.Option(None, "--run-dir", help="Where the pruned run goes.")),
+    ("name", str | None, typer.Option(None, "--name", help="Name the pruned run.")),
+    ("quiet", bool, flag(False, "--quiet", "-q", help="No progress output.")),
+    ("as_json", bool, flag(False, "--json", help="The report as JSON on stdout.")),
+]  # fmt: skip
+
+
+def prune(ctx: typer.Context, **values) -> None:
+    """Prune a trained model: fine-tune it (2 epochs at a tenth of its learning rate unless
+    told) while its smallest weights are masked to zero; the result is an ordinary run whose
+    model.keras holds exact zeros. Reports sparsity per layer, accuracy and sizes (gzipped)."""
+    from tfvision_cli.prune import prune as do_prune
+
+    console.set_quiet(values["quiet"])
+    reporter = console.TrainingReporter()
+    try:
+        report = do_prune(values["source"], values["sparsity"], values["pruning_schedule"],
+                          given(ctx, values), run_dir_of(values), reporter,
+                          values["quantize"])  # fmt: skip
+    finally:
+        reporter.close()
+    if values["as_json"]:
+        console.emit_json(report)
+        return
+    _print(report)
+
+
+def _print(r: dict) -> None:
+    s, sizes = r["sparsity"], r["sizes"]
+    rows = [
+        ["pruned run", r["run_dir"]],
+        ["sparsity", f"{s['overall']:.3f} ({s['pruned_weights']:,} of {s['weights']:,} weights)"],
+        ["test accuracy", f"{r['test_accuracy_before']:.4f} -> {r['test_accuracy_after']:.4f}"],
+        ["model.keras gzipped",
+         f"{sizes['keras_before_gzip']:,} -> {sizes['keras_after_gzip']:,} B"],
+    ]  # fmt: skip
+    for key, value in sizes.items():
+        if key.startswith("tflite") and key.endswith("gzip"):
+            rows.append([key.replace("_", " "), f"{value:,} B"])
+    console.print_table(console.table("Pruning", ["", ""], rows, show_header=False))
+    layers = [[x["kernel"], f"{x['size']:,}", f"{x['sparsity']:.3f}"] for x in s["layers"]]
+    console.print_table(console.table("Per layer", ["kernel", "#weights", "#sparsity"], layers))
+
+
+prune.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        *(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD if name == "source"
+                else inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=kind,
+            )
+            for name, kind, default in _OWN
+        ),
+        *config_options(exclude=("model", "init_from", "pretrained")),
+    ]
+)  # fmt: skip

@@ -167,3 +167,43 @@ def training_curves(rows: list[dict], out: Path) -> Path:
         ax.legend()
     fig.tight_layout()
     return save_figure(fig, out)
+
+
+def explanation(image: np.ndarray, heatmap: np.ndarray, title: str, out: Path) -> Path:
+    """The image, its heatmap, and the heatmap over the image, side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9), dpi=110)
+    grey = image[..., 0] if image.shape[-1] == 1 else image
+    cmap = "gray" if image.shape[-1] == 1 else None
+    for ax, label in zip(axes, ("image", "heatmap", "overlay"), strict=True):
+        ax.axis("off")
+        ax.set_title(label, fontsize=9)
+    axes[0].imshow(grey, cmap=cmap, vmin=0, vmax=255)
+    axes[1].imshow(heatmap, cmap="inferno")
+    axes[2].imshow(grey, cmap=cmap, vmin=0, vmax=255)
+    axes[2].imshow(heatmap, cmap="inferno", alpha=0.55)
+    fig.suptitle(plain(title), fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def robustness(report: dict, out: Path) -> Path:
+    """Accuracy against epsilon for each attack, and against severity for each corruption."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=110)
+    for kind in sorted({a["attack"] for a in report["attacks"]}):
+        rows = [a for a in report["attacks"] if a["attack"] == kind]
+        left.plot([a["eps"] for a in rows], [a["accuracy"] for a in rows], "o-", label=kind)
+    left.set(xlabel="epsilon (share of the pixel range)", ylabel="accuracy", ylim=(0, 1.02),
+             title="Adversarial attacks")  # fmt: skip
+    for name in sorted({c["name"] for c in report["corruptions"]}):
+        rows = [c for c in report["corruptions"] if c["name"] == name]
+        right.plot([c["severity"] for c in rows], [c["accuracy"] for c in rows], "o-", label=name)
+    right.set(xlabel="severity", ylim=(0, 1.02), title="Corruptions")
+    for ax in (left, right):
+        ax.axhline(report["clean_accuracy"], color="grey", lw=0.8, ls="--")
+        if ax.lines[1:]:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, out)

@@ -129,6 +129,7 @@ def _register() -> None:
         data,
         distill,
         evaluate,
+        explain,
         export,
         models,
         predict,
@@ -152,6 +153,8 @@ def _register() -> None:
     app.command("compare")(compare.compare)
     app.command("prune")(prune.prune)
     app.command("distill")(distill.distill)
+    app.command("explain")(explain.explain)
+    app.command("robustness")(explain.robustness)
     app.command("export")(export.export)
     app.command("benchmark")(export.benchmark)
 

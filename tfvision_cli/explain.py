@@ -1,0 +1,293 @@
+"""Why a model decided: gradient maps on the model's float path, written natively on
+`tf.GradientTape` (tf-explain is unmaintained since 2022 and breaks on nested Keras 3 models).
+
+Every tfvision model takes uint8 images and rescales them inside (a layer named `rescale` or
+`to_float`); gradients are taken with respect to that layer's float output, at the image's
+resolution, so they flow from the rescaled input and never through a cast.
+
+- saliency: |d score / d input|, the maximum over channels (Simonyan et al. 2014); with
+  `smooth=N`, SmoothGrad's average over N noisy copies (Smilkov et al. 2017).
+- integrated gradients: (x - black) times the average gradient along the straight path from a
+  black image (Sundararajan et al. 2017), `steps` points.
+- Grad-CAM: the last spatial feature map (inside a nested backbone too; for a ViT the patch
+  tokens on their grid) weighted by its pooled gradients, ReLU (Selvaraju et al. 2017).
+The score is the log-probability of the target class (the predicted one unless given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfvision_cli.errors import UsageError
+
+METHODS = ("saliency", "integrated-gradients", "gradcam")
+_STEMS = ("rescale", "to_float")
+
+
+def float_path(model):
+    """(the model from its rescaled float input to its probabilities, the rescaling layer)."""
+    import keras
+
+    stem = next((layer for layer in model.layers if layer.name in _STEMS), None)
+    if stem is None:
+        raise UsageError(
+            "this model has no rescaling layer at its input (rescale/to_float): its gradients "
+            "cannot be taken from the float image"
+        )
+    return keras.Model(stem.output, model.output), stem
+
+
+@dataclass
+class Explainer:
+    model: object  # the whole Keras model (uint8 in)
+    method: str
+    steps: int = 32
+    smooth: int = 0
+
+    def __post_init__(self):
+        self.float_model, self.stem = float_path(self.model)
+
+    def maps(self, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """(n, H, W) non-negative maps at the model's input resolution, each summing to 1."""
+        from tfvision_cli.tf_import import tf as import_tf
+
+        tf = import_tf()
+        x = tf.convert_to_tensor(self.stem(images.astype(np.float32)))
+        targets = tf.convert_to_tensor(targets.astype(np.int32))
+        if self.method == "saliency":
+            maps = self._saliency(x, targets)
+        elif self.method == "integrated-gradients":
+            maps = self._integrated(x, targets)
+        else:
+            maps = gradcam(self.model, self.stem, x, targets)
+        maps = np.maximum(np.asarray(maps, np.float64), 0)
+        total = maps.reshape(len(maps), -1).sum(1)[:, None, None]
+        return np.where(total > 0, maps / np.maximum(total, 1e-12), 1.0 / maps[0].size)
+
+    def _grads(self, x, targets):
+        from tfvision_cli.tf_import import tf as import_tf
+
+        tf = import_tf()
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            probs = self.float_model(x, training=False)
+            score = tf.math.log(tf.gather(probs, targets, batch_dims=1) + 1e-12)
+        return tape.gradient(score, x)
+
+    def _saliency(self, x, targets):
+        from tfvision_cli.tf_import import tf as import_tf
+
+        tf = import_tf()
+        if not self.smooth:
+            return tf.reduce_max(tf.abs(self._grads(x, targets)), axis=-1)
+        spread = 0.15 * float(tf.reduce_max(x) - tf.reduce_min(x))
+        total = 0
+        for i in range(self.smooth):
+            noise = tf.random.stateless_normal(tf.shape(x), seed=[i, 0]) * spread
+            total += tf.abs(self._grads(x + noise, targets))
+        return tf.reduce_max(total / self.smooth, axis=-1)
+
+    def _integrated(self, x, targets):
+        black = self.stem(np.zeros(x.shape, np.float32))
+        total = 0
+        for alpha in (np.arange(self.steps) + 0.5) / self.steps:  # midpoint rule
+            total += self._grads(black + alpha * (x - black), targets)
+        attributions = (x - black) * total / self.steps
+        return np.abs(np.sum(np.asarray(attributions), axis=-1))
+
+
+def _is_grid(shape) -> bool:
+    return len(shape) == 4 and shape[1] is not None and shape[1] > 1
+
+
+def _feature_layer(model):
+    """(the layer whose output Grad-CAM weighs, the nested model holding it or None)."""
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.Model):
+            inner, _ = _feature_layer(layer) if len(layer.output.shape) == 2 else (None, None)
+            if inner is not None:
+                return inner, layer
+        if _is_grid(layer.output.shape):
+            return layer, None
+    return None, None
+
+
+def _tokens_after(model, grid_layer):
+    """A ViT's last layer of patch tokens (batch, rows x cols, dim) after grid_layer."""
+    h, w = grid_layer.output.shape[1:3]
+    seen, found = False, None
+    for layer in model.layers:
+        seen = seen or layer is grid_layer
+        shape = layer.output.shape
+        if seen and len(shape) == 3 and shape[1] == h * w:
+            found = layer
+    return found
+
+
+def gradcam(model, stem, x, targets):
+    """Grad-CAM maps (n, H, W) at x's resolution (x: the stem's float output). The parts are
+    cut from the whole model's graph (a model made from an inner tensor has its own copy)."""
+    import keras
+
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    layer, nest = _feature_layer(model)
+    if layer is None:
+        raise UsageError("Grad-CAM needs a spatial layer (a feature map or patch tokens)")
+    grid = layer.output.shape[1:3]
+    if nest is None:
+        layer = _tokens_after(model, layer) or layer
+        parts = [keras.Model(stem.output, [layer.output, model.output])]
+    else:  # the feature map lives inside a nested backbone: run the model in three parts
+        parts = [keras.Model(stem.output, nest.input),
+                 keras.Model(nest.inputs, [layer.output, nest.output]),
+                 keras.Model(nest.output, model.output)]  # fmt: skip
+    with tf.GradientTape() as tape:
+        if nest is None:
+            features, probs = parts[0](x, training=False)
+        else:
+            features, pooled = parts[1](parts[0](x, training=False), training=False)
+            probs = parts[2](pooled, training=False)
+        tape.watch(features)
+        score = tf.math.log(tf.gather(probs, targets, batch_dims=1) + 1e-12)
+    grads = tape.gradient(score, features)
+    if len(features.shape) == 3:  # patch tokens back on their grid
+        features = tf.reshape(features, (-1, grid[0], grid[1], features.shape[-1]))
+        grads = tf.reshape(grads, features.shape)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+    return tf.image.resize(cam[..., None], x.shape[1:3], method="bilinear")[..., 0]
+
+
+def randomized(model, share: float, seed: int = 0):
+    """A copy of model with the weights of its top `share` of weighted layers re-drawn (the
+    cascading randomisation of Adebayo et al. 2018); the original is untouched."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    weighted = [layer for layer in copy.layers if layer.weights]
+    rng = np.random.default_rng(seed)
+    for layer in weighted[len(weighted) - max(1, round(share * len(weighted))) :]:
+        for v in layer.trainable_weights:  # not BatchNorm's statistics: a variance stays > 0
+            w = np.asarray(v.numpy())
+            v.assign(rng.normal(0, float(np.std(w)) + 1e-3, w.shape).astype(w.dtype))
+    return copy
+
+
+def sanity_check(explainer: Explainer, images: np.ndarray, targets: np.ndarray,
+                 maps: np.ndarray) -> dict:  # fmt: skip
+    """Rank correlation of the maps with those of ever more randomised models: a method
+    whose maps stay alike when the weights are random does not explain the model."""
+    stages = []
+    for share in (0.25, 0.5, 1.0):
+        random = Explainer(randomized(explainer.model, share), explainer.method,
+                           explainer.steps, explainer.smooth)  # fmt: skip
+        other = random.maps(images, targets)
+        rho = [_rank_correlation(a, b) for a, b in zip(maps, other, strict=True)]
+        stages.append({"randomized_layers_share": share,
+                       "rank_correlation": float(np.mean(rho))})  # fmt: skip
+    passed = stages[-1]["rank_correlation"] < 0.5
+    return {"stages": stages, "passed": passed}
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """|Spearman's rho| of two maps; 0 when one is constant (a map that says nothing)."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 0.0
+    return abs(float(spearmanr(a.ravel(), b.ravel()).statistic))
+
+
+def mass_on(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """For each map, its share of mass on the mask over the mask's share of the area (1: no
+    better than uniform)."""
+    masks = masks.astype(bool)
+    on = np.array([m[k].sum() for m, k in zip(maps, masks, strict=True)])
+    area = masks.reshape(len(masks), -1).mean(1)
+    return on / np.maximum(area, 1e-12)
+
+
+def explain_files(predictor, paths, method: str, out_dir, target: str | None = None,
+                  steps: int = 32, smooth: int = 0, top_k: int = 3):  # fmt: skip
+    """One record per image file, in order: the prediction, a heatmap at the image's own
+    resolution (.npy) and an overlay picture (.png) in out_dir. Unreadable files give
+    {"path", "error"}."""
+    from pathlib import Path
+
+    from tfvision_cli.data.images import ImageReadError, read_image
+    from tfvision_cli.files import atomic_file
+    from tfvision_cli.plots import explanation
+
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    model = differentiable(predictor)
+    explainer = Explainer(model, method, steps, smooth)
+    names = list(predictor.class_names)
+    wanted = _target_index(target, names)
+    h, w, c = predictor.input_shape
+    out_dir = Path(out_dir)
+    for i, path in enumerate(paths):
+        try:
+            image = read_image(path, (h, w), c)
+            original = read_image(path, None, c)
+        except ImageReadError as e:
+            yield {"path": str(path), "error": str(e)}
+            continue
+        probs = np.asarray(model(image[None], training=False))[0]
+        label = int(probs.argmax())
+        goal = label if wanted is None else wanted
+        heat = explainer.maps(image[None], np.array([goal]))[0]
+        heat = _resize(heat, original.shape[:2])
+        stem_name = f"{i:05d}-{Path(path).stem[:60]}-{method}"
+        npy = out_dir / f"{stem_name}.npy"
+        with atomic_file(npy, suffix=".npy") as tmp:
+            np.save(tmp, heat.astype(np.float32))
+        top = np.argsort(-probs)[:top_k]
+        title = f"{method} for {names[goal]}: " + ", ".join(
+            f"{names[j]} {probs[j]:.2f}" for j in top
+        )
+        overlay = explanation(original, heat, title, out_dir / f"{stem_name}.png")
+        yield {"path": str(path), "label": label, "class_name": names[label],
+               "confidence": float(probs[label]), "target": names[goal], "method": method,
+               "heatmap": str(npy), "overlay": str(overlay)}  # fmt: skip
+
+
+def differentiable(predictor):
+    """The Keras model behind a predictor; exports cannot be differentiated."""
+    if predictor.keras_model is None:
+        raise UsageError(
+            f"{predictor.path} is a {predictor.format} export: it cannot be explained",
+            hint="explain the run or its .keras file (exports keep no gradients)",
+        )
+    return predictor.keras_model
+
+
+def _target_index(target: str | None, names: list[str]) -> int | None:
+    from tfvision_cli.errors import did_you_mean
+
+    if target is None:
+        return None
+    if target in names:
+        return names.index(target)
+    if target.isdigit() and int(target) < len(names):
+        return int(target)
+    raise UsageError(f"unknown class {target!r}.{did_you_mean(target, names)}")
+
+
+def _resize(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The map at the image's own resolution (bilinear), still summing to 1."""
+    from PIL import Image
+
+    if heat.shape == tuple(size):
+        return heat
+    resized = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize(
+        (size[1], size[0]), Image.BILINEAR), np.float64)  # fmt: skip
+    resized = np.maximum(resized, 0)
+    return resized / max(resized.sum(), 1e-12)

@@ -1,0 +1,155 @@
+"""How easily a model is fooled: adversarial attacks and common corruptions, on its test split.
+
+Attacks are written natively on `tf.GradientTape` (ART's KerasClassifier breaks on Keras 3,
+Trusted-AI/adversarial-robustness-toolbox#2465; CleverHans is unmaintained): untargeted, L-inf,
+epsilon in units of the pixel range [0, 1] (0.3 = 76 of 255), as in the literature, on the
+model's float path (explain.float_path: the pixels as floats, before the model's rescaling).
+- FGSM (Goodfellow et al. 2015): one step of eps * sign(gradient of the loss).
+- PGD (Madry et al. 2018): a random start in the eps-ball, `steps` steps of 2.5 eps / steps,
+  each projected back into the ball and the pixel range.
+Adversarial images are scored as floats (not rounded to 8 bits, which would weaken them).
+
+Corruptions follow Hendrycks & Dietterich's ImageNet-C where they apply to small images, five
+severities each: gaussian_noise (sigma 0.08..0.38 of the range), gaussian_blur (sigma scaled to
+the image: 0.3..1.1 pixels at 28x28), contrast (0.4..0.05 of it kept), rotation (10..50 degrees;
+not in ImageNet-C, the classic test for digits) and jpeg (quality 25..7).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from tfvision_cli.errors import UsageError
+
+ATTACKS = ("fgsm", "pgd")
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "rotation", "jpeg")
+_NOISE = (0.08, 0.12, 0.18, 0.26, 0.38)
+_BLUR = (0.3, 0.5, 0.7, 0.9, 1.1)  # pixels at 28x28, scaled with the image's side
+_CONTRAST = (0.4, 0.3, 0.2, 0.1, 0.05)
+_ROTATION = (10, 20, 30, 40, 50)
+_JPEG = (25, 18, 15, 10, 7)
+
+
+def pixel_model(model):
+    """float pixels (0..255) -> probabilities, through the model's own rescaling."""
+    from tfvision_cli.explain import float_path
+
+    rest, stem = float_path(model)
+    return lambda x, training=False: rest(stem(x), training=training)
+
+
+def _loss_gradient(forward, x, y):
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        probs = forward(x)
+        loss = -tf.math.log(tf.gather(probs, y, batch_dims=1) + 1e-12)
+    return tape.gradient(loss, x)
+
+
+def attack(forward, images: np.ndarray, labels: np.ndarray, kind: str, eps: float,
+           steps: int = 10, seed: int = 0):  # fmt: skip
+    """Adversarial float images (0..255) for a batch."""
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    x0 = tf.convert_to_tensor(images.astype(np.float32))
+    y = tf.convert_to_tensor(labels.astype(np.int32))
+    radius = 255.0 * eps
+    if eps == 0:
+        return x0
+    if kind == "fgsm":
+        return tf.clip_by_value(x0 + radius * tf.sign(_loss_gradient(forward, x0, y)), 0, 255)
+    start = tf.random.stateless_uniform(x0.shape, seed=[seed, 1], minval=-radius, maxval=radius)
+    x = tf.clip_by_value(x0 + start, 0, 255)
+    step = 2.5 * radius / steps
+    for _ in range(steps):
+        x = x + step * tf.sign(_loss_gradient(forward, x, y))
+        x = tf.clip_by_value(tf.clip_by_value(x, x0 - radius, x0 + radius), 0, 255)
+    return x
+
+
+def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
+    """uint8 images with one corruption at severity 1..5."""
+    from PIL import Image, ImageFilter
+
+    s = severity - 1
+    x = images.astype(np.float32)
+    if name == "gaussian_noise":
+        noise = np.random.default_rng(seed).normal(0, _NOISE[s] * 255, x.shape)
+        return np.clip(x + noise, 0, 255).round().astype(np.uint8)
+    if name == "contrast":
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        return np.clip((x - mean) * _CONTRAST[s] + mean, 0, 255).round().astype(np.uint8)
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        im = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        if name == "gaussian_blur":
+            im = im.filter(ImageFilter.GaussianBlur(_BLUR[s] * max(image.shape[:2]) / 28))
+        elif name == "rotation":
+            sign = 1 if i % 2 else -1
+            im = im.rotate(sign * _ROTATION[s], resample=Image.BILINEAR)
+        else:  # jpeg
+            buffer = io.BytesIO()
+            im.save(buffer, format="JPEG", quality=_JPEG[s])
+            im = Image.open(io.BytesIO(buffer.getvalue()))
+            im.load()
+        arr = np.asarray(im)
+        out[i] = arr[..., None] if image.shape[-1] == 1 else arr
+    return out
+
+
+def parse_list(text: str, known: tuple[str, ...], what: str) -> list[str]:
+    from tfvision_cli.errors import did_you_mean
+
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown {what} {name!r}.{did_you_mean(name, known)} "
+                             f"Choose from: {', '.join(known)}")  # fmt: skip
+    return names
+
+
+def parse_eps(text: str) -> list[float]:
+    try:
+        values = sorted({float(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise UsageError(f"--eps takes numbers separated by commas, got {text!r}") from None
+    if not values or values[0] < 0 or values[-1] > 1:
+        raise UsageError(f"--eps values must be in [0, 1] (a share of the pixel range), got {text}")
+    return values
+
+
+def robustness(predictor, images, labels, attacks, eps_values, steps, corruptions,
+               batch_size: int = 256, on_progress=None) -> dict:  # fmt: skip
+    """Clean accuracy, accuracy per attack and eps, per corruption and severity."""
+    from tfvision_cli.explain import differentiable
+
+    forward = pixel_model(differentiable(predictor))
+    clean = float(np.mean(predictor.predict(images, batch_size).argmax(1) == labels))
+    report = {"n": int(len(labels)), "clean_accuracy": clean, "attacks": [], "corruptions": []}
+    for kind in attacks:
+        for eps in eps_values:
+            right = 0
+            for i in range(0, len(labels), batch_size):
+                x, y = images[i : i + batch_size], labels[i : i + batch_size]
+                adv = attack(forward, x, y, kind, eps, steps, seed=i)
+                right += int(np.sum(np.asarray(forward(adv)).argmax(1) == y))
+            report["attacks"].append({"attack": kind, "eps": eps,
+                                      "steps": steps if kind == "pgd" else 1,
+                                      "accuracy": right / len(labels)})  # fmt: skip
+            if on_progress:
+                on_progress(report["attacks"][-1])
+    for name in corruptions:
+        for severity in range(1, 6):
+            corrupted = corrupt(images, name, severity)
+            accuracy = float(np.mean(predictor.predict(corrupted, batch_size).argmax(1) == labels))
+            report["corruptions"].append({"name": name, "severity": severity,
+                                          "accuracy": accuracy})  # fmt: skip
+            if on_progress:
+                on_progress(report["corruptions"][-1])
+    return report

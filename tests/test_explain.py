@@ -127,3 +127,22 @@ def test_each_corruption_grows_with_its_severity(mnist_test, name):
         assert out.shape == images.shape and out.dtype == np.uint8
         change.append(np.abs(out.astype(float) - images).mean())
     assert change[0] > 0 and change[-1] > change[0]
+
+
+def test_adversarial_training_runs_and_keeps_a_plain_model(cli, tmp_path):
+    from tfvision_cli.models.io import load_model
+
+    plain, hardened = tmp_path / "plain", tmp_path / "hardened"
+    args = ("train", "digits", "--model", "cnn", "--epochs", "2", "--json")
+    assert cli(*args, "--run-dir", plain).exit_code == 0
+    r = cli(*args, "--adversarial", "fgsm:0.1", "--run-dir", hardened)
+    assert r.exit_code == 0, r.stderr
+    model = load_model(hardened / "model.keras")  # the model alone, no training wrapper
+    assert model.name == "cnn" and r.json()["metrics"]["params"] == model.count_params()
+    digest = json.loads((plain / "metrics.json").read_text())["weights_sha256"]
+    assert r.json()["metrics"]["weights_sha256"] != digest  # same seed: the attacks changed it
+    config = (hardened / "config.yaml").read_text()
+    assert "adversarial: fgsm:0.1" in config
+    for bad in ("fgsm", "pgd:2", "cw:0.1"):
+        r = cli("train", "digits", "--adversarial", bad)
+        assert r.exit_code == 2 and "--adversarial takes fgsm:EPS or pgd:EPS" in r.stderr

@@ -165,6 +165,14 @@ class TrainConfig:
         low=0,
         high=1,
     )
+    adversarial: str | None = option(
+        None,
+        "Adversarial training: fgsm:EPS (random start, Wong et al. 2020) or pgd:EPS (7 steps), "
+        "EPS a share of the pixel range (0.3 = 76 of 255).",
+    )
+    adversarial_share: float = option(
+        0.5, "Share of each batch replaced by its adversarial examples.", above=0, high=1
+    )
     class_weight: str = option(
         "none",
         "balanced: weigh each class's loss by total / (classes x its count), for imbalanced data.",
@@ -211,6 +219,13 @@ class TrainConfig:
                 f"image size must be two integers from 1 to {MAX_IMAGE_SIDE}, "
                 f"got {self.image_size!r}"
             )
+        if self.adversarial is not None:
+            from tfvision_cli.adversarial import parse
+
+            try:
+                parse(self.adversarial)
+            except UsageError as e:
+                problems.append(e.message)
         if not isinstance(self.model_options, dict):
             problems.append("model_options must be a mapping")
         if self.preset is not None and self.preset not in PRESETS:

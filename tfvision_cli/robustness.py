@@ -1,7 +1,8 @@
 """How easily a model is fooled: adversarial attacks and common corruptions, on its test split.
 
-Attacks are written natively on `tf.GradientTape` (ART's KerasClassifier breaks on Keras 3,
-Trusted-AI/adversarial-robustness-toolbox#2465; CleverHans is unmaintained): untargeted, L-inf,
+Attacks (adversarial.py) are written natively on `tf.GradientTape` (ART's KerasClassifier
+breaks on Keras 3, Trusted-AI/adversarial-robustness-toolbox#2465; CleverHans is unmaintained):
+untargeted, L-inf,
 epsilon in units of the pixel range [0, 1] (0.3 = 76 of 255), as in the literature, on the
 model's float path (explain.float_path: the pixels as floats, before the model's rescaling).
 - FGSM (Goodfellow et al. 2015): one step of eps * sign(gradient of the loss).
@@ -40,37 +41,16 @@ def pixel_model(model):
     return lambda x, training=False: rest(stem(x), training=training)
 
 
-def _loss_gradient(forward, x, y):
-    from tfvision_cli.tf_import import tf as import_tf
-
-    tf = import_tf()
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        probs = forward(x)
-        loss = -tf.math.log(tf.gather(probs, y, batch_dims=1) + 1e-12)
-    return tape.gradient(loss, x)
-
-
 def attack(forward, images: np.ndarray, labels: np.ndarray, kind: str, eps: float,
            steps: int = 10, seed: int = 0):  # fmt: skip
-    """Adversarial float images (0..255) for a batch."""
+    """Adversarial float images (0..255) for a batch (adversarial.perturb)."""
+    from tfvision_cli.adversarial import perturb
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
     x0 = tf.convert_to_tensor(images.astype(np.float32))
     y = tf.convert_to_tensor(labels.astype(np.int32))
-    radius = 255.0 * eps
-    if eps == 0:
-        return x0
-    if kind == "fgsm":
-        return tf.clip_by_value(x0 + radius * tf.sign(_loss_gradient(forward, x0, y)), 0, 255)
-    start = tf.random.stateless_uniform(x0.shape, seed=[seed, 1], minval=-radius, maxval=radius)
-    x = tf.clip_by_value(x0 + start, 0, 255)
-    step = 2.5 * radius / steps
-    for _ in range(steps):
-        x = x + step * tf.sign(_loss_gradient(forward, x, y))
-        x = tf.clip_by_value(tf.clip_by_value(x, x0 - radius, x0 + radius), 0, 255)
-    return x
+    return perturb(forward, x0, y, kind, eps, steps, seed)
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:

@@ -77,6 +77,7 @@ def train(
     from tfvision_cli.models.registry import get_entry
 
     emit = on_event or (lambda kind, **data: None)
+    wrap_model = _adversarial(config, wrap_model)
     setup_tensorflow(config)
     tf_imported = time.perf_counter()
     if not config.model.endswith(".keras"):
@@ -151,6 +152,19 @@ def train(
         if is_chief:
             write_json(run.metrics, metrics)
     return TrainResult(run.path, metrics)
+
+
+def _adversarial(config: TrainConfig, wrap_model: Callable | None) -> Callable | None:
+    """--adversarial: the model is trained inside adversarial.trainer's wrapper."""
+    from tfvision_cli import adversarial
+
+    parsed = adversarial.parse(config.adversarial)
+    if parsed is None:
+        return wrap_model
+    if wrap_model is not None:
+        raise UsageError("--adversarial cannot be combined with distillation")
+    kind, eps = parsed
+    return lambda model, placement: adversarial.trainer(model, kind, eps, config.adversarial_share)
 
 
 def _session(hist: dict, state: dict, pipes, n_train: int, seconds: float) -> dict:

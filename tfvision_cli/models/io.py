@@ -9,8 +9,9 @@ from tfvision_cli.files import atomic_file
 
 
 def trained_model(model):
-    """The model a run keeps: a distiller's student (its teacher is not part of the result)."""
-    return getattr(model, "student", model)
+    """The model a run keeps: a distiller's student (its teacher is not part of the result),
+    the model inside adversarial training's wrapper, or the model itself."""
+    return getattr(model, "student", None) or getattr(model, "inner_model", None) or model
 
 
 def save_model(model, path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ import typer
 from tfvision_cli import console
 from tfvision_cli.cli.common import dataset_option, flag, model_argument, run_dir_of
 from tfvision_cli.cli.complete import complete_models
-from tfvision_cli.cli.options import config_options, given
+from tfvision_cli.cli.options import command_signature, config_options, given
 from tfvision_cli.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 _OWN = [
@@ -65,19 +64,6 @@ def distill(ctx: typer.Context, **values) -> None:
     typer.echo(report["run_dir"])
 
 
-distill.__signature__ = inspect.Signature(
-    [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        *(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD if name == "teacher"
-                else inspect.Parameter.KEYWORD_ONLY,
-                default=default,
-                annotation=kind,
-            )
-            for name, kind, default in _OWN
-        ),
-        *config_options(exclude=("model", "init_from", "pretrained")),
-    ]
-)  # fmt: skip
+distill.__signature__ = command_signature(
+    _OWN, ("teacher",), config_options(exclude=("model", "init_from", "pretrained"))
+)

@@ -91,3 +91,27 @@ def given(ctx: typer.Context, values: dict) -> dict:
         for name, value in values.items()
         if name in names and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     }
+
+
+def command_signature(own: list, positional: tuple[str, ...] = (), config: list | None = None):
+    """The signature Typer reads for a command: ctx, the command's own (name, type, option)
+    triples (the names in `positional` are arguments), then the TrainConfig options given."""
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+            ),
+            *(
+                inspect.Parameter(
+                    name,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD
+                    if name in positional
+                    else inspect.Parameter.KEYWORD_ONLY,
+                    default=default,
+                    annotation=kind,
+                )
+                for name, kind, default in own
+            ),
+            *(config or []),
+        ]
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
 
 from tfvision_cli import console
 from tfvision_cli.cli.common import choice, flag, model_argument, run_dir_of
-from tfvision_cli.cli.options import config_options, given
+from tfvision_cli.cli.options import command_signature, config_options, given
 from tfvision_cli.prune import SCHEDULES
 
 _OWN = [
@@ -67,19 +66,6 @@ def _print(r: dict) -> None:
     console.print_table(console.table("Per layer", ["kernel", "#weights", "#sparsity"], layers))
 
 
-prune.__signature__ = inspect.Signature(
-    [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        *(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD if name == "source"
-                else inspect.Parameter.KEYWORD_ONLY,
-                default=default,
-                annotation=kind,
-            )
-            for name, kind, default in _OWN
-        ),
-        *config_options(exclude=("model", "init_from", "pretrained")),
-    ]
-)  # fmt: skip
+prune.__signature__ = command_signature(
+    _OWN, ("source",), config_options(exclude=("model", "init_from", "pretrained"))
+)

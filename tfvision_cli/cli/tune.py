@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import typer
 from tfvision_cli import console
 from tfvision_cli.cli.common import choice, flag
 from tfvision_cli.cli.complete import complete_datasets
-from tfvision_cli.cli.options import config_options, given
+from tfvision_cli.cli.options import command_signature, config_options, given
 from tfvision_cli.tune import METRICS, PRUNERS, SAMPLERS
 
 _OWN = [
@@ -169,20 +168,4 @@ def _short(value):
     return f"{value:.4g}" if isinstance(value, float) else value
 
 
-tune.__signature__ = inspect.Signature(
-    [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        *(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD
-                if name == "dataset"
-                else inspect.Parameter.KEYWORD_ONLY,
-                default=default,
-                annotation=kind,
-            )
-            for name, kind, default in _OWN
-        ),
-        *config_options(),
-    ]
-)
+tune.__signature__ = command_signature(_OWN, ("dataset",), config_options())

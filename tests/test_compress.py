@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tfvision_cli.prune import target_sparsity
+from tfvision_cli.prune import masks_for, target_sparsity
 
 
 def test_the_polynomial_schedule_rises_to_the_target_and_holds():
@@ -17,6 +17,20 @@ def test_the_polynomial_schedule_rises_to_the_target_and_holds():
     assert all(a <= b for a, b in zip(values, values[1:], strict=False))  # never falls
     assert values[5] == pytest.approx(0.8 * (1 - 0.5**3))  # Zhu & Gupta's cubic
     assert target_sparsity(0, 0.8, 100, "constant") == 0.8
+
+
+def test_layer_and_global_masks_zero_the_smallest_weights():
+    rng = np.random.default_rng(0)
+    small = rng.normal(0, 1.0, (3, 3, 1, 8))  # 72 large weights
+    big = rng.normal(0, 0.1, (400, 10))  # 4,000 small ones
+    layer = masks_for([small, big], 0.8, "layer")
+    assert [round(1 - m.mean(), 3) for m in layer] == [0.806, 0.8]  # 58 of 72: 57.6 rounded
+    kept = np.abs(big)[layer[1]]
+    assert kept.min() >= np.abs(big)[~layer[1]].max()  # the largest stay
+    glob = masks_for([small, big], 0.8, "global")
+    zeros = sum((~m).sum() for m in glob)
+    assert zeros == round(0.8 * (small.size + big.size))
+    assert glob[0].mean() > 0.8 and glob[1].mean() < 0.2  # the small, large-valued layer kept
 
 
 def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_gate(

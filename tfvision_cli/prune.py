@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 SCHEDULES = ("polynomial", "constant")
+SCOPES = ("layer", "global")
 FREQUENCY = 100  # at most this many steps between mask updates while the sparsity rises
 
 
@@ -66,7 +67,24 @@ def gzipped_size(path: Path) -> int:
     return len(buffer.getvalue())
 
 
-def pruning_callback(final: float, schedule: str, ramp: int):
+def masks_for(kernels: list[np.ndarray], sparsity: float, scope: str) -> list[np.ndarray]:
+    """Keep-masks zeroing the smallest magnitudes: `sparsity` of each kernel ("layer"), or of
+    all kernels together ("global": one threshold, so small sensitive layers keep more)."""
+    magnitudes = [np.abs(k).ravel() for k in kernels]
+    groups = [np.concatenate(magnitudes)] if scope == "global" else magnitudes
+    keeps = []
+    for values in groups:
+        keep = np.ones(values.size, bool)
+        k = int(round(sparsity * values.size))
+        if k:
+            keep[np.argsort(values, kind="stable")[:k]] = False
+        keeps.append(keep)
+    if scope == "global":
+        keeps = np.split(keeps[0], np.cumsum([m.size for m in magnitudes])[:-1])
+    return [keep.reshape(k.shape) for keep, k in zip(keeps, kernels, strict=True)]
+
+
+def pruning_callback(final: float, schedule: str, ramp: int, scope: str = "layer"):
     """A callback that prunes to `final` sparsity, reached after `ramp` epochs."""
     import keras
 
@@ -87,13 +105,8 @@ def pruning_callback(final: float, schedule: str, ramp: int):
             if wanted == self.sparsity or (step - self.updated_at < self.every and wanted < final):
                 return
             self.updated_at = step
-            for i, kernel in enumerate(self.kernels):
-                magnitude = np.abs(np.asarray(kernel.numpy()))
-                k = int(round(wanted * magnitude.size))
-                mask = np.ones(magnitude.size, bool)
-                if k:
-                    mask[np.argsort(magnitude, axis=None, kind="stable")[:k]] = False
-                self.masks[i] = mask.reshape(magnitude.shape)
+            values = [np.asarray(kernel.numpy()) for kernel in self.kernels]
+            self.masks = masks_for(values, wanted, scope)
             self.sparsity = wanted
             self._apply()
 
@@ -109,7 +122,7 @@ def pruning_callback(final: float, schedule: str, ramp: int):
 
 
 def prune(source: str, sparsity: float, schedule: str, overrides: dict, run_dir: Path | None,
-          on_event=None, quantize: str | None = None) -> dict:  # fmt: skip
+          on_event=None, quantize: str | None = None, scope: str = "layer") -> dict:  # fmt: skip
     """Fine-tune the run at source with magnitude pruning to `sparsity`; the result is a new
     run. Returns the report: sparsity per layer, accuracy and sizes before and after."""
     from tfvision_cli import config as config_lib
@@ -120,6 +133,8 @@ def prune(source: str, sparsity: float, schedule: str, overrides: dict, run_dir:
 
     if not 0 < sparsity < 1:
         raise UsageError(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity:g}")
+    if scope not in SCOPES:
+        raise UsageError(f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}")
     if schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
     origin = resolve_run(source)
@@ -133,10 +148,12 @@ def prune(source: str, sparsity: float, schedule: str, overrides: dict, run_dir:
     check_config(config)
     tf()  # quietly, before Keras imports it
     ramp = ramp_epochs(config.epochs, schedule)
-    callback = pruning_callback(sparsity, schedule, ramp)
+    callback = pruning_callback(sparsity, schedule, ramp, scope)
     result = train(config, run_dir=run_dir, on_event=on_event, extra_callbacks=[callback],
                    keep_from_epoch=ramp)  # fmt: skip
-    return _report(origin, result, sparsity, schedule, quantize)
+    report = _report(origin, result, sparsity, schedule, quantize)
+    report["scope"] = scope
+    return report
 
 
 def _report(origin, result, sparsity: float, schedule: str, quantize: str | None) -> dict:

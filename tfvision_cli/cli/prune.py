@@ -9,7 +9,7 @@ import typer
 from tfvision_cli import console
 from tfvision_cli.cli.common import choice, flag, model_argument, run_dir_of
 from tfvision_cli.cli.options import command_signature, config_options, given
-from tfvision_cli.prune import SCHEDULES
+from tfvision_cli.prune import SCHEDULES, SCOPES
 
 _OWN = [
     ("source", str, model_argument(..., help="The run to prune (folder, name or latest).")),
@@ -19,6 +19,9 @@ _OWN = [
     ("pruning_schedule", str, choice("polynomial", "--pruning-schedule", choices=SCHEDULES,
                              help="polynomial: rise to the sparsity over the first half of the "
                              "epochs (Zhu & Gupta 2017); constant: from the first step.")),
+    ("scope", str, choice("layer", "--scope", choices=SCOPES,
+                          help="layer: the sparsity in every kernel (as TF-MOT); global: one "
+                          "magnitude threshold for all (small layers keep more).")),
     ("quantize", str | None, choice(None, "--quantize", choices=("int8", "float16", "dynamic"),
                                     help="Also export the pruned model as a quantized .tflite "
                                     "(through the parity gate) and report its size.")),
@@ -40,7 +43,7 @@ def prune(ctx: typer.Context, **values) -> None:
     try:
         report = do_prune(values["source"], values["sparsity"], values["pruning_schedule"],
                           given(ctx, values), run_dir_of(values), reporter,
-                          values["quantize"])  # fmt: skip
+                          values["quantize"], values["scope"])  # fmt: skip
     finally:
         reporter.close()
     if values["as_json"]:

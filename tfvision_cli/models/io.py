@@ -11,7 +11,11 @@ from tfvision_cli.files import atomic_file
 def trained_model(model):
     """The model a run keeps: a distiller's student (its teacher is not part of the result),
     the model inside adversarial training's wrapper, or the model itself."""
-    return getattr(model, "student", None) or getattr(model, "inner_model", None) or model
+    for name in ("student", "inner_model"):
+        inner = getattr(model, name, None)
+        if inner is not None:
+            return inner
+    return model
 
 
 def save_model(model, path: Path) -> Path:

@@ -45,10 +45,13 @@ def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_ga
     assert r.exit_code == 0, r.stderr
     report = r.json()
     model = load_model(out / "model.keras")  # safe mode: an ordinary model, no wrapper layers
-    for kernel in prunable_kernels(model):
-        values = np.asarray(kernel.numpy())
-        assert np.mean(values == 0) == pytest.approx(0.8, abs=1 / values.size + 1e-9), kernel.path
-    assert report["sparsity"]["overall"] == pytest.approx(0.8, abs=0.001)
+    kernels = [np.asarray(kernel.numpy()) for kernel in prunable_kernels(model)]
+    zeros = sum(int(np.sum(k == 0)) for k in kernels)
+    assert zeros / sum(k.size for k in kernels) == pytest.approx(0.8, abs=1e-4)  # global scope
+    assert [layer["sparsity"] for layer in report["sparsity"]["layers"]] == [
+        float(np.mean(k == 0)) for k in kernels
+    ]
+    assert report["sparsity"]["overall"] == pytest.approx(0.8, abs=1e-4)
     assert report["test_accuracy_after"] > 0.9  # 120 steps; the accuracy target: benchmarks
     sizes = report["sizes"]
     # zeros compress (model.keras also holds the optimizer's dense moments: measured 0.76x)

@@ -19,9 +19,10 @@ _OWN = [
     ("pruning_schedule", str, choice("polynomial", "--pruning-schedule", choices=SCHEDULES,
                              help="polynomial: rise to the sparsity over the first half of the "
                              "epochs (Zhu & Gupta 2017); constant: from the first step.")),
-    ("scope", str, choice("layer", "--scope", choices=SCOPES,
-                          help="layer: the sparsity in every kernel (as TF-MOT); global: one "
-                          "magnitude threshold for all (small layers keep more).")),
+    ("scope", str, choice("global", "--scope", choices=SCOPES,
+                          help="global: one magnitude threshold for all kernels, the sparsity "
+                          "overall (small, sensitive layers keep more); layer: the sparsity in "
+                          "every kernel (as TF-MOT).")),
     ("quantize", str | None, choice(None, "--quantize", choices=("int8", "float16", "dynamic"),
                                     help="Also export the pruned model as a quantized .tflite "
                                     "(through the parity gate) and report its size.")),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import typer
 from tfvision_cli import console
 from tfvision_cli.cli.common import flag
 from tfvision_cli.cli.complete import complete_datasets
-from tfvision_cli.cli.options import config_options
+from tfvision_cli.cli.options import command_signature, config_options
 
 app = typer.Typer(help="Find, download, inspect and preview datasets.", no_args_is_help=True)
 
@@ -208,26 +207,15 @@ def _augmented_grid(dataset, images, labels, config, out: Path, title: str) -> P
     return image_grid(pairs, titles, out, suptitle=f"{title}; each before / after ({used})")
 
 
-preview.__signature__ = inspect.Signature(
-    [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
-                          default=typer.Argument(..., help="Dataset name or folder.",
-                                                 autocompletion=complete_datasets)),
-        *(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=d)
-            for name, kind, d in (
-                ("out", Path, typer.Option(Path("preview.png"), "--out", "-o",
-                                           help="PNG file to write.")),
-                ("split", str, typer.Option("train", "--split", help="Split to sample from.")),
-                ("count", int, typer.Option(32, "--count", min=1, max=256,
-                                            help="Number of images.")),
-                ("seed", int, typer.Option(0, "--seed", min=0, max=2**32 - 1,
-                                           help="Which images (seeded sample).")),
-                ("data_dir", str | None, DATA_DIR),
-            )
-        ),
-        *config_options(only=AUGMENT_FIELDS),
-    ]
-)  # fmt: skip
+_PREVIEW = [
+    ("name", str, typer.Argument(..., help="Dataset name or folder.",
+                                 autocompletion=complete_datasets)),
+    ("out", Path, typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write.")),
+    ("split", str, typer.Option("train", "--split", help="Split to sample from.")),
+    ("count", int, typer.Option(32, "--count", min=1, max=256, help="Number of images.")),
+    ("seed", int, typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                               help="Which images (seeded sample).")),
+    ("data_dir", str | None, DATA_DIR),
+]  # fmt: skip
+preview.__signature__ = command_signature(_PREVIEW, ("name",), config_options(only=AUGMENT_FIELDS))
 app.command()(preview)

@@ -17,10 +17,12 @@ The score is the log-probability of the target class (the predicted one unless g
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from tfvision_cli.errors import UsageError
+
+if TYPE_CHECKING:  # numpy is imported where it is used: not at `tfvision --help`
+    import numpy as np
 
 METHODS = ("saliency", "integrated-gradients", "gradcam")
 _STEMS = ("rescale", "to_float")
@@ -51,6 +53,8 @@ class Explainer:
 
     def maps(self, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """(n, H, W) non-negative maps at the model's input resolution, each summing to 1."""
+        import numpy as np
+
         from tfvision_cli.tf_import import tf as import_tf
 
         tf = import_tf()
@@ -90,6 +94,8 @@ class Explainer:
         return tf.reduce_max(total / self.smooth, axis=-1)
 
     def _integrated(self, x, targets):
+        import numpy as np
+
         black = self.stem(np.zeros(x.shape, np.float32))
         total = 0
         for alpha in (np.arange(self.steps) + 0.5) / self.steps:  # midpoint rule
@@ -168,6 +174,7 @@ def randomized(model, share: float, seed: int = 0):
     """A copy of model with the weights of its top `share` of weighted layers re-drawn (the
     cascading randomisation of Adebayo et al. 2018); the original is untouched."""
     import keras
+    import numpy as np
 
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -184,6 +191,8 @@ def sanity_check(explainer: Explainer, images: np.ndarray, targets: np.ndarray,
                  maps: np.ndarray) -> dict:  # fmt: skip
     """Rank correlation of the maps with those of ever more randomised models: a method
     whose maps stay alike when the weights are random does not explain the model."""
+    import numpy as np
+
     stages = []
     for share in (0.25, 0.5, 1.0):
         random = Explainer(randomized(explainer.model, share), explainer.method,
@@ -198,6 +207,7 @@ def sanity_check(explainer: Explainer, images: np.ndarray, targets: np.ndarray,
 
 def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """|Spearman's rho| of two maps; 0 when one is constant (a map that says nothing)."""
+    import numpy as np
     from scipy.stats import spearmanr
 
     if np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -208,6 +218,8 @@ def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def mass_on(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """For each map, its share of mass on the mask over the mask's share of the area (1: no
     better than uniform)."""
+    import numpy as np
+
     masks = masks.astype(bool)
     on = np.array([m[k].sum() for m, k in zip(maps, masks, strict=True)])
     area = masks.reshape(len(masks), -1).mean(1)
@@ -220,6 +232,8 @@ def explain_files(predictor, paths, method: str, out_dir, target: str | None = N
     resolution (.npy) and an overlay picture (.png) in out_dir. Unreadable files give
     {"path", "error"}."""
     from pathlib import Path
+
+    import numpy as np
 
     from tfvision_cli.data.images import ImageReadError, read_image
     from tfvision_cli.files import atomic_file
@@ -283,6 +297,7 @@ def _target_index(target: str | None, names: list[str]) -> int | None:
 
 def _resize(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The map at the image's own resolution (bilinear), still summing to 1."""
+    import numpy as np
     from PIL import Image
 
     if heat.shape == tuple(size):

@@ -19,8 +19,10 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: not at `tfvision --help`
+    import numpy as np
 
 SCHEDULES = ("polynomial", "constant")
 SCOPES = ("layer", "global")
@@ -50,6 +52,8 @@ def ramp_epochs(epochs: int, schedule: str) -> int:
 
 def sparsity_report(model) -> dict:
     """Per-layer and overall fraction of exact zeros in the prunable kernels."""
+    import numpy as np
+
     layers, zeros, total = [], 0, 0
     for kernel in prunable_kernels(model):
         values = np.asarray(kernel.numpy())
@@ -73,6 +77,8 @@ def gzipped_size(path: Path) -> int:
 def masks_for(kernels: list[np.ndarray], sparsity: float, scope: str) -> list[np.ndarray]:
     """Keep-masks zeroing the smallest magnitudes: `sparsity` of each kernel ("layer"), or of
     all kernels together ("global": one threshold, so small sensitive layers keep more)."""
+    import numpy as np
+
     magnitudes = [np.abs(k).ravel() for k in kernels]
     groups = [np.concatenate(magnitudes)] if scope == "global" else magnitudes
     keeps = []
@@ -90,6 +96,7 @@ def masks_for(kernels: list[np.ndarray], sparsity: float, scope: str) -> list[np
 def pruning_callback(final: float, schedule: str, ramp: int, scope: str = "global"):
     """A callback that prunes to `final` sparsity, reached after `ramp` epochs."""
     import keras
+    import numpy as np
 
     class MagnitudePruning(keras.callbacks.Callback):
         """Masks the smallest-magnitude weights of every prunable kernel after each step."""

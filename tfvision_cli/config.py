@@ -5,7 +5,6 @@ these declarations; adding a training option is adding one field here."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import types
 import typing
@@ -249,15 +248,9 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@functools.cache
-def _hints() -> dict[str, Any]:
-    """TrainConfig's resolved type hints (resolving them takes ~1 ms a call: once is enough)."""
-    return typing.get_type_hints(TrainConfig)
-
-
 def base_type(f: dataclasses.Field) -> type:
     """int, float, bool, str, list or dict: the field's type without `| None`."""
-    hint = _hints()[f.name]
+    hint = typing.get_type_hints(TrainConfig)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = args[0]

@@ -158,4 +158,8 @@ def test_odd_and_broken_images_in_preprocess_train_predict_and_evaluate(cli, tmp
 
     r = cli("evaluate", run, "--json", "--no-plots")
     assert r.exit_code == 0, r.stderr
-    assert len(r.json()["skipped_files"]) == 4 and r.json()["class_names"] == ["a b", "ç [x]"]
+    # the three whose headers are unreadable (found when the folder is listed), and the
+    # truncated one only if it falls in the test split evaluated (it decodes only there)
+    skipped = {Path(f.split(": ")[0]).name for f in r.json()["skipped_files"]}
+    assert set(broken) - {"truncated.png"} <= skipped <= set(broken)
+    assert r.json()["class_names"] == ["a b", "ç [x]"]

@@ -31,14 +31,40 @@ class DatasetInfo:
         return d
 
 
+@dataclass
+class Stream:
+    """One split read from disk while it is used, never whole in memory.
+
+    open(shuffle, seed, shard) -> a tf.data.Dataset of (uint8 image (H, W, C), int64 label),
+    decoded in parallel; shuffle: in a new order each pass (the files, then a bounded buffer);
+    shard: (index, count): this reader's share of the files (multi-worker), None for all.
+    """
+
+    count: int  # examples (for sharded readers: before sharding)
+    files: int  # files it is read from: FILE sharding needs at least one per worker
+    open: Callable[..., object]
+    labels: np.ndarray | None = None  # when known without decoding an image
+    skipped: list[str] = field(default_factory=list)  # unreadable files met while reading
+
+
 class Dataset:
-    """A dataset tfvision can train on: its info and its splits as uint8 arrays."""
+    """A dataset tfvision can train on: its info and its splits, as uint8 arrays in memory or
+    streamed from disk."""
 
     info: DatasetInfo
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(images (N, H, W, C) uint8, labels (N,) int64) of one split."""
         raise NotImplementedError
+
+    def stream(self, split: str) -> Stream | None:
+        """The split read from disk as it is used; None for sources held in memory anyway."""
+        return None
+
+    def decoded_bytes(self, split: str) -> int:
+        """What the split's decoded uint8 images take in memory."""
+        h, w, c = self.info.image_shape
+        return int(self.info.splits.get(split, 0)) * h * w * c
 
     def has_split(self, split: str) -> bool:
         return split in self.info.splits
@@ -90,19 +116,35 @@ def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
 
 def pixel_stats(images: np.ndarray) -> dict[str, list[float]]:
     """Per-channel mean and std of uint8 images on the 0-255 scale."""
-    channels = images.shape[-1]
-    flat = images.reshape(-1, channels)
-    mean = np.zeros(channels)
-    sq = np.zeros(channels)
-    step = 1 << 22
-    for i in range(0, len(flat), step):  # chunks keep memory flat on large datasets
-        chunk = flat[i : i + step].astype(np.float64)
-        mean += chunk.sum(0)
-        sq += (chunk**2).sum(0)
-    n = max(len(flat), 1)
-    mean /= n
-    std = np.sqrt(np.maximum(sq / n - mean**2, 0))
-    return {"mean": [round(float(m), 4) for m in mean], "std": [round(float(s), 4) for s in std]}
+    stats = PixelStats(images.shape[-1])
+    step = max(1, (1 << 22) // max(1, int(np.prod(images.shape[1:]))))
+    for i in range(0, len(images), step):  # chunks keep memory flat on large datasets
+        stats.add(images[i : i + step])
+    return stats.result()
+
+
+class PixelStats:
+    """Per-channel mean and std accumulated image by image (or chunk by chunk)."""
+
+    def __init__(self, channels: int):
+        self.sum = np.zeros(channels)
+        self.sq = np.zeros(channels)
+        self.n = 0
+
+    def add(self, images: np.ndarray) -> None:
+        flat = images.reshape(-1, self.sum.shape[0]).astype(np.float64)
+        self.sum += flat.sum(0)
+        self.sq += (flat**2).sum(0)
+        self.n += len(flat)
+
+    def result(self) -> dict[str, list[float]]:
+        n = max(self.n, 1)
+        mean = self.sum / n
+        std = np.sqrt(np.maximum(self.sq / n - mean**2, 0))
+        return {
+            "mean": [round(float(m), 4) for m in mean],
+            "std": [round(float(s), 4) for s in std],
+        }
 
 
 def stratified_split(

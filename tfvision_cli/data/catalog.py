@@ -114,7 +114,6 @@ def describe(dataset: Dataset) -> dict:
     """Everything `data info` reports: info plus class counts and pixel statistics."""
     info = dataset.info
     dataset.require_available()
-    d = info.to_dict()
     per_split: dict[str, list[int]] = {}
     totals = np.zeros(info.num_classes, dtype=np.int64)
     stats = None
@@ -127,6 +126,7 @@ def describe(dataset: Dataset) -> dict:
         if split == "train" or stats is None:
             stats = pixel_stats(images)
         dtype = str(images.dtype)
+    d = info.to_dict()  # after decoding: a folder's files that fail to decode are left out
     d["image_dtype"] = dtype
     d["class_counts"] = {name: int(n) for name, n in zip(info.class_names, totals, strict=True)}
     d["class_counts_per_split"] = per_split

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli.data.base import ArrayDataset, Dataset, DatasetInfo, stratified_split
-from tfvision_cli.data.images import ImageReadError, list_class_folders, open_image, read_image
+from tfvision_cli.data.base import Dataset, DatasetInfo, Stream, stratified_split
+from tfvision_cli.data.images import ImageReadError, list_class_folders, read_header, read_image
 from tfvision_cli.errors import UsageError
 
 METADATA_FILE = "tfvision.json"
@@ -19,42 +18,38 @@ GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass
-class FolderImages:
-    """A decoded class-per-folder tree."""
+class FolderTree:
+    """A class-per-folder tree listed, not decoded: every readable image file with its class,
+    the size and channels all are read at, and the splits its folders give."""
 
-    images: np.ndarray  # (N, H, W, C) uint8
-    labels: np.ndarray  # (N,) int64
+    root: Path
     class_names: list[str]
-    paths: list[str]
+    paths: list[Path]
+    labels: np.ndarray  # (N,) int64
+    image_size: tuple[int, int]
+    channels: int
+    given: dict[str, np.ndarray] | None  # indices per split folder; None for a plain tree
     failures: list[str] = field(default_factory=list)  # "path: reason" per unreadable file
 
+    def carve(self, val_fraction: float, test_fraction: float, seed: int) -> dict:
+        """Indices per split: the split folders' own, validation and test carved out of train
+        (stratified, seeded) where no such folder exists; a plain tree is split whole."""
+        if self.given is None:
+            return stratified_split(
+                self.labels, {"validation": val_fraction, "test": test_fraction}, seed
+            )
+        if "train" not in self.given:
+            return self.given
+        missing = {"validation": val_fraction, "test": test_fraction}
+        missing = {k: v for k, v in missing.items() if k not in self.given and v > 0}
+        train = self.given["train"]
+        carved = stratified_split(self.labels[train], missing, seed)
+        parts = {k: v for k, v in self.given.items() if k != "train"}
+        parts.update({k: train[v] for k, v in carved.items()})
+        return {k: parts[k] for k in ("train", "validation", "test") if k in parts}
 
-def _guess_size_and_channels(files: list[Path]) -> tuple[tuple[int, int], int]:
-    """The most common (H, W) among readable headers, and 1 channel if every image is grey."""
-    sizes: Counter = Counter()
-    all_grey = True
-    for f in files:
-        try:
-            with open_image(f) as im:
-                sizes[(im.height, im.width)] += 1
-                all_grey &= im.mode in GREY_MODES
-        except Exception:  # unreadable files are reported when decoded
-            continue
-    if not sizes:
-        return (64, 64), 3
-    return sizes.most_common(1)[0][0], 1 if all_grey else 3
 
-
-def read_folder(
-    root: Path,
-    image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> FolderImages:
-    """Decode root/<class>/<images>; unreadable files are listed in failures and skipped."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder")
+def _class_files(root: Path) -> tuple[list[str], list[list[Path]]]:
     classes = [(name, files) for name, files in list_class_folders(root) if files]
     if not classes:
         raise UsageError(
@@ -65,34 +60,89 @@ def read_folder(
         raise UsageError(
             f"{root} holds a single class ({classes[0][0]!r}); a classifier needs at least two"
         )
-    all_files = [f for _, files in classes for f in files]
-    if image_size is None or channels is None:
-        guessed_size, guessed_channels = _guess_size_and_channels(all_files)
-        image_size = image_size or guessed_size
-        channels = channels or guessed_channels
-    images, labels, paths, failures = [], [], [], []
-    done = 0
-    for label, (_, files) in enumerate(classes):
-        for f in files:
-            try:
-                images.append(read_image(f, image_size, channels))
-                labels.append(label)
-                paths.append(str(f))
-            except ImageReadError as e:
-                failures.append(str(e))
-            done += 1
-            if on_progress:
-                on_progress(done, len(all_files))
-    if not images:
-        raise UsageError(f"no readable image in {root} ({len(failures)} unreadable files)")
-    h, w = image_size
-    return FolderImages(
-        images=np.stack(images) if images else np.zeros((0, h, w, channels), np.uint8),
-        labels=np.asarray(labels, dtype=np.int64),
-        class_names=[name for name, _ in classes],
-        paths=paths,
+    return [name for name, _ in classes], [files for _, files in classes]
+
+
+def list_tree(root: Path, image_size=None, channels=None) -> FolderTree:
+    """List root/<class>/<images> (or root/train|val|test/<class>/<images>) and read every
+    file's header once: unreadable files are named and left out, and the size and channels
+    not given are the most common size and 'grey if all are' of the first split's images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder")
+    folders = split_folders(root) or {"": root}
+    order = sorted(folders, key=lambda k: ("", "train", "validation", "test").index(k))
+    names, paths, labels, given = None, [], [], {}
+    for split in order:
+        split_names, files = _class_files(folders[split])
+        if names is None:
+            names = split_names
+        elif split_names != names:
+            _differ(order[0], split, names, split_names)
+        start = len(paths)
+        for label, class_files in enumerate(files):
+            paths += class_files
+            labels += [label] * len(class_files)
+        given[split] = (start, len(paths))
+    headers, failures = [], []
+    for path, split in zip(paths, _split_of(given, len(paths)), strict=True):
+        try:
+            headers.append(read_header(path))
+        except ImageReadError as e:
+            headers.append(None)
+            failures.append(f"{split}: {e}" if split else str(e))
+    first = [h for h in headers[: given[order[0]][1]] if h is not None]
+    if not first:
+        raise UsageError(
+            f"no readable image in {folders[order[0]]} ({len(failures)} unreadable files)"
+        )
+    sizes = Counter((h, w) for h, w, _ in first)
+    image_size = tuple(image_size or sizes.most_common(1)[0][0])
+    channels = channels or (1 if all(mode in GREY_MODES for _, _, mode in first) else 3)
+    keep = np.asarray([h is not None for h in headers], dtype=bool)
+    new_index = np.cumsum(keep) - 1
+    indices = {k: new_index[a:b][keep[a:b]] for k, (a, b) in given.items()}
+    return FolderTree(
+        root=root,
+        class_names=names,
+        paths=[p for p, k in zip(paths, keep, strict=True) if k],
+        labels=np.asarray(labels, dtype=np.int64)[keep],
+        image_size=image_size,
+        channels=channels,
+        given=None if "" in given else indices,
         failures=failures,
     )
+
+
+def _split_of(given: dict[str, tuple[int, int]], n: int) -> list[str]:
+    out = [""] * n
+    for split, (a, b) in given.items():
+        out[a:b] = [split] * (b - a)
+    return out
+
+
+def _differ(first: str, split: str, names: list[str], other: list[str]) -> None:
+    missing, extra = sorted(set(names) - set(other)), sorted(set(other) - set(names))
+    raise UsageError(
+        f"the {split} folder's classes differ from {first}'s:"
+        + (f" it lacks {', '.join(map(repr, missing))}" if missing else "")
+        + (f" it has extra {', '.join(map(repr, extra))}" if extra else "")
+    )
+
+
+def decode_files(paths, labels, size, channels, failures: list[str], prefix: str = ""):
+    """(images, labels, kept paths) of the files that decode; the others go to failures."""
+    images, kept_labels, kept = [], [], []
+    for path, label in zip(paths, labels, strict=True):
+        try:
+            images.append(read_image(path, size, channels))
+            kept_labels.append(label)
+            kept.append(path)
+        except ImageReadError as e:
+            failures.append(f"{prefix}{e}")
+    h, w = size
+    stacked = np.stack(images) if images else np.zeros((0, h, w, channels), np.uint8)
+    return stacked, np.asarray(kept_labels, dtype=np.int64), kept
 
 
 # Folder names that mean a split (any case), as Keras, Ultralytics and ImageNet users lay data out.
@@ -122,37 +172,11 @@ def split_folders(root: Path) -> dict[str, Path] | None:
     return found
 
 
-def read_split_folders(
-    folders: dict[str, Path], image_size=None, channels=None, on_progress=None
-) -> dict[str, FolderImages]:
-    """Each split folder decoded at one size (the train split's, unless given); their class
-    sets must agree."""
-    order = sorted(folders, key=lambda k: ("train", "validation", "test").index(k))
-    decoded: dict[str, FolderImages] = {}
-    for split in order:
-        decoded[split] = read_folder(folders[split], image_size, channels, on_progress)
-        if image_size is None or channels is None:
-            h, w, c = decoded[split].images.shape[1:]
-            image_size, channels = image_size or (h, w), channels or c
-        for f in range(len(decoded[split].failures)):
-            decoded[split].failures[f] = f"{split}: {decoded[split].failures[f]}"
-    first = decoded[order[0]].class_names
-    for split in order[1:]:
-        names = decoded[split].class_names
-        if names != first:
-            missing, extra = sorted(set(first) - set(names)), sorted(set(names) - set(first))
-            raise UsageError(
-                f"the {split} folder's classes differ from {order[0]}'s:"
-                + (f" it lacks {', '.join(map(repr, missing))}" if missing else "")
-                + (f" it has extra {', '.join(map(repr, extra))}" if extra else "")
-            )
-    return decoded
-
-
-class ImageFolderDataset(ArrayDataset):
-    """Images in folders, decoded in memory. A tree of split folders (train/, val/, test/ of
-    class folders) keeps its splits; a plain tree of class folders is split like `preprocess`
-    splits it, and `whole()` gives all of its images."""
+class ImageFolderDataset(Dataset):
+    """Images in folders, listed at once and decoded when used: whole in memory (`arrays`) or
+    streamed by tf.data (`stream`), both through read_image, as `predict` reads files. A tree of
+    split folders (train/, val/, test/ of class folders) keeps its splits; a plain tree of class
+    folders is split like `preprocess` splits it, and `whole()` gives all of its images."""
 
     def __init__(
         self,
@@ -164,37 +188,87 @@ class ImageFolderDataset(ArrayDataset):
         seed=0,
     ):
         root = Path(root)
-        folders = split_folders(root)
-        self._whole = None
-        if folders is not None:
-            decoded = read_split_folders(folders, image_size, channels)
-            splits = {k: (d.images, d.labels) for k, d in decoded.items()}
-            failures = [f for d in decoded.values() for f in d.failures]
-            first = next(iter(decoded.values()))
-            layout = "split folders: " + ", ".join(p.name for p in folders.values())
+        self.tree = tree = list_tree(root, image_size, channels)
+        if tree.given is not None:
+            self.parts = tree.given
+            layout = "split folders: " + ", ".join(p.name for p in split_folders(root).values())
         else:
-            first = read_folder(root, image_size, channels)
-            parts = stratified_split(
-                first.labels, {"validation": val_fraction, "test": test_fraction}, seed
-            )
-            splits = {k: (first.images[v], first.labels[v]) for k, v in parts.items()}
-            self._whole = (first.images, first.labels)
-            failures = first.failures
+            self.parts = tree.carve(val_fraction, test_fraction, seed)
             layout = "class folders (splits carved out, stratified and seeded)"
-        info = DatasetInfo(
+        self._decoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.info = DatasetInfo(
             name=root.resolve().name,
             source="folder",
-            image_shape=tuple(first.images.shape[1:]),
-            class_names=first.class_names,
-            splits={k: len(v[1]) for k, v in splits.items()},
+            image_shape=(*tree.image_size, tree.channels),
+            class_names=tree.class_names,
+            splits={k: len(v) for k, v in self.parts.items()},
             location=str(root.resolve()),
-            description=f"images in {layout}, decoded in memory",
-            extra={"failures": failures, "layout": layout},
+            description=f"images in {layout}, decoded when used",
+            extra={"failures": tree.failures, "layout": layout},
         )
-        super().__init__(info, splits)
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        if split not in self._decoded:
+            self._decoded[split] = self._decode(self.parts[split], split)
+            self.info.splits[split] = len(self._decoded[split][1])
+        return self._decoded[split]
+
+    def _decode(self, indices, split: str = ""):
+        prefix = f"{split}: " if self.tree.given is not None and split else ""
+        images, labels, _ = decode_files(
+            [self.tree.paths[i] for i in indices], self.tree.labels[indices],
+            self.tree.image_size, self.tree.channels, self.info.extra["failures"], prefix,
+        )  # fmt: skip
+        return images, labels
 
     def whole(self):
-        return self._whole
+        if self.tree.given is not None:
+            return None
+        return self._decode(np.arange(len(self.tree.paths)))
+
+    def stream(self, split: str, indices: np.ndarray | None = None) -> Stream:
+        """The split's files decoded by tf.data in parallel as they are used (the paths and
+        labels alone in memory); `indices` (into the split) streams a part of it."""
+        chosen = self.parts[split] if indices is None else self.parts[split][indices]
+        return file_stream(
+            [str(self.tree.paths[i]) for i in chosen], self.tree.labels[chosen],
+            self.tree.image_size, self.tree.channels,
+        )  # fmt: skip
+
+
+def file_stream(paths: list[str], labels: np.ndarray, size, channels) -> Stream:
+    """Image files as a Stream: the paths shuffled (all of them, cheaply), then decoded with
+    read_image in parallel; a file that fails is skipped and named in stream.skipped."""
+    stream = Stream(count=len(paths), files=len(paths), open=None, labels=labels)
+
+    def read(path: bytes):
+        try:
+            return read_image(path.decode(), size, channels), True
+        except ImageReadError as e:
+            if str(e) not in stream.skipped:
+                stream.skipped.append(str(e))
+            return np.zeros((*size, channels), np.uint8), False
+
+    def open_(shuffle: bool = False, seed: int = 0, shard: tuple[int, int] | None = None):
+        from tfvision_cli.tf_import import tf as import_tf
+
+        tf = import_tf()
+        ds = tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object), labels))
+        if shard is not None:  # each worker its own files
+            ds = ds.shard(shard[1], shard[0])
+        if shuffle:
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+        def decode(path, label):
+            image, ok = tf.numpy_function(read, [path], [tf.uint8, tf.bool], stateful=False)
+            image.set_shape((*size, channels))
+            return image, label, ok
+
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.filter(lambda x, y, ok: ok).map(lambda x, y, ok: (x, y))
+
+    stream.open = open_
+    return stream
 
 
 def find_prepared(path: Path) -> Path | None:
@@ -225,3 +299,6 @@ class PreparedDataset(Dataset):
 
     def arrays(self, split: str):
         return self._tfds.arrays(split)
+
+    def stream(self, split: str) -> Stream:
+        return self._tfds.stream(split)

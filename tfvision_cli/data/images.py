@@ -6,6 +6,7 @@ a file exactly as training saw the images it learnt from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -43,6 +44,21 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: 
     Grayscale, RGB, RGBA (composited on black), palette, 16-bit and CMYK images are all
     converted; an animated GIF gives its first frame. Raises ImageReadError with the reason.
     """
+    with _opened(path) as im:
+        return _to_array(im, size, channels)
+
+
+def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
+    """(height, width, PIL mode) from the file's header, without decoding the pixels; raises
+    ImageReadError as read_image does for files that are no image or too large."""
+    with _opened(path, load=False) as im:
+        return im.height, im.width, im.mode
+
+
+@contextlib.contextmanager
+def _opened(path: str | os.PathLike, load: bool = True):
+    """The image opened (and decoded, with load) under tfvision's limits; every failure
+    becomes an ImageReadError naming the file and the reason."""
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -54,9 +70,10 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: 
                 raise ImageReadError(
                     f"{p}: {im.width}x{im.height} pixels is over the limit of {MAX_PIXELS:,}"
                 )
-            im.seek(0)
-            im.load()
-            return _to_array(im, size, channels)
+            if load:
+                im.seek(0)
+                im.load()
+            yield im
     except ImageReadError:
         raise
     except Image.DecompressionBombError:

@@ -15,14 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli.data.archives import archive_stem, extract_tree, is_archive
-from tfvision_cli.data.base import class_counts, pixel_stats, stratified_split
-from tfvision_cli.data.folder import (
-    METADATA_FILE,
-    FolderImages,
-    read_folder,
-    read_split_folders,
-    split_folders,
-)
+from tfvision_cli.data.base import PixelStats, class_counts
+from tfvision_cli.data.folder import METADATA_FILE, list_tree
+from tfvision_cli.data.images import ImageReadError, read_image
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import atomic_dir, check_replaceable
 
@@ -87,128 +82,138 @@ def preprocess(
         # Everything, an extracted archive included, is written under one marked temporary
         # folder beside OUT, renamed into place at the end: OUT is never half-written, and a
         # kill leaves nothing that the next run does not recognise and remove.
-        with atomic_dir(out, "prepared dataset", overwrite, "--overwrite") as tmp:
-            decoded, given = _decode(src, tmp, image_size, channels, on_progress)
-            parts = _parts(decoded, given, val_fraction, test_fraction, seed)
-            result = _write(src, out, tmp, decoded, parts, val_fraction, test_fraction, seed)
+        with (
+            atomic_dir(out, "prepared dataset", overwrite, "--overwrite") as tmp,
+            _listed(src, tmp, image_size, channels) as (tree, shown),
+        ):
+            parts = tree.carve(val_fraction, test_fraction, seed)
+            options = {
+                "image_size": list(tree.image_size),
+                "channels": tree.channels,
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "source": str(src.resolve()),
+            }
+            result = _write(src, out, tmp, tree, parts, shown, options, on_progress)
     except OSError as e:
         raise TfvisionError(f"cannot write {out}: {e.strerror or e}") from None
     return result
 
 
-def _decode(src: Path, tmp: Path, image_size, channels, on_progress):
-    """The images of SRC (a folder, or an archive extracted under tmp) with relative paths, and
-    the indices of the splits its folders give (train/, val/, test/), or None."""
+@contextlib.contextmanager
+def _listed(src: Path, tmp: Path, image_size, channels):
+    """The tree of SRC (a folder, or an archive extracted under tmp, removed afterwards) and
+    how its files are named in failures: (tree, path -> shown name)."""
     if not is_archive(src):
-        return _read_tree(src.resolve(), image_size, channels, on_progress)
+        root = src.resolve()
+        yield list_tree(root, image_size, channels), lambda p: os.path.relpath(p, root)
+        return
     scratch = tmp / ".tfvision-extract"
     scratch.mkdir()
     try:
         root = extract_tree(src, scratch)
-        decoded, given = _read_tree(root, image_size, channels, on_progress)
-        decoded.failures = [
-            f"{src.name}:{f.replace(str(root) + os.sep, '', 1)}" for f in decoded.failures
-        ]
+        tree = list_tree(root, image_size, channels)
+        tree.failures = [_in_archive(src, root, f) for f in tree.failures]
+        yield tree, lambda p: os.path.relpath(p, root)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return decoded, given
 
 
-def _read_tree(root: Path, image_size, channels, on_progress):
-    folders = split_folders(root)
-    if folders is None:
-        decoded = read_folder(root, image_size, channels, on_progress)
-        decoded.paths = [os.path.relpath(p, root) for p in decoded.paths]
-        return decoded, None
-    per_split = read_split_folders(folders, image_size, channels, on_progress)
-    given, start = {}, 0
-    for split, d in per_split.items():
-        given[split] = np.arange(start, start + len(d.labels))
-        start += len(d.labels)
-    first = next(iter(per_split.values()))
-    combined = FolderImages(
-        images=np.concatenate([d.images for d in per_split.values()]),
-        labels=np.concatenate([d.labels for d in per_split.values()]),
-        class_names=first.class_names,
-        paths=[os.path.relpath(p, root) for d in per_split.values() for p in d.paths],
-        failures=[f for d in per_split.values() for f in d.failures],
-    )
-    return combined, given
+def _in_archive(src: Path, root: Path, failure: str) -> str:
+    return f"{src.name}:{failure.replace(str(root) + os.sep, '', 1)}"
 
 
-def _parts(decoded, given, val_fraction, test_fraction, seed) -> dict[str, np.ndarray]:
-    """Split indices: carved out of the whole tree (stratified, seeded), or the split folders'
-    own, with validation (and test) carved out of train only where no such folder exists."""
-    if given is None:
-        return stratified_split(
-            decoded.labels, {"validation": val_fraction, "test": test_fraction}, seed
-        )
-    if "train" not in given:
-        return given
-    missing = {"validation": val_fraction, "test": test_fraction}
-    missing = {k: v for k, v in missing.items() if k not in given and v > 0}
-    train = given["train"]
-    carved = stratified_split(decoded.labels[train], missing, seed)
-    parts = {k: v for k, v in given.items() if k != "train"}
-    parts.update({k: train[v] for k, v in carved.items()})
-    return {k: parts[k] for k in ("train", "validation", "test") if k in parts}
+# Examples per TFRecord shard: about 64 MiB of decoded pixels (at least 256 images), so that
+# workers can each read their own files.
+SHARD_BYTES = 64 << 20
 
 
-def _write(src, out, tmp, decoded, parts, val_fraction, test_fraction, seed) -> PreprocessResult:
+def _write(src, out, tmp, tree, parts, shown, options, on_progress) -> PreprocessResult:
+    """Each split's images decoded one at a time and written to TFRecord shards in TFDS's
+    layout: memory does not grow with the number of images."""
+    from tfvision_cli.tf_import import tfds as import_tfds
+
+    tfds = import_tfds()
     name = dataset_name(src)
-    shape = tuple(int(d) for d in decoded.images.shape[1:])
-    n_classes = len(decoded.class_names)
-    result = PreprocessResult(
-        out=out,
-        name=name,
-        image_shape=shape,
-        class_names=decoded.class_names,
-        splits={k: len(v) for k, v in parts.items()},
-        class_counts={k: class_counts(decoded.labels[v], n_classes) for k, v in parts.items()},
-        pixel_stats=pixel_stats(decoded.images[parts.get("train", next(iter(parts.values())))]),
-        failures=decoded.failures,
+    shape = (*tree.image_size, tree.channels)
+    features = tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=shape, dtype=np.uint8),
+            "label": tfds.features.ClassLabel(names=tree.class_names),
+        }
     )
-    options = {
-        "image_size": list(shape[:2]),
-        "channels": shape[2],
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "seed": seed,
-        "source": str(src.resolve()),
-    }
-    _write_tfds(tmp, name, decoded, parts, shape)
+    version_dir = tmp / name / VERSION
+    version_dir.mkdir(parents=True)
+    total = sum(len(v) for v in parts.values())
+    progress = _Progress(total, on_progress)
+    failures = list(tree.failures)
+    written, counts, files, stats, infos = {}, {}, {}, PixelStats(tree.channels), []
+    for split, indices in parts.items():
+        labels, kept, shards, nbytes = _write_split(
+            version_dir, name, split, features, tree, indices, shape, failures, shown, progress,
+            stats if split == "train" or (split == next(iter(parts)) and "train" not in parts)
+            else None,
+        )  # fmt: skip
+        written[split] = len(labels)
+        counts[split] = class_counts(np.asarray(labels, dtype=np.int64), len(tree.class_names))
+        files[split] = kept
+        infos.append(tfds.core.SplitInfo(name=split, shard_lengths=shards, num_bytes=nbytes))
+    with contextlib.redirect_stdout(io.StringIO()):  # stdout is for data only
+        tfds.folder_dataset.write_metadata(
+            data_dir=version_dir, features=features, split_infos=infos,
+            description="Prepared by `tfvision preprocess`.", check_data=False,
+        )  # fmt: skip
+    result = PreprocessResult(
+        out=out, name=name, image_shape=shape, class_names=tree.class_names, splits=written,
+        class_counts=counts, pixel_stats=stats.result(), failures=failures,
+    )  # fmt: skip
     meta = {"name": name, **result.to_dict(), "options": options}
     meta.pop("out")
     (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    files = {k: [decoded.paths[i] for i in v] for k, v in parts.items()}
     (tmp / "splits.json").write_text(json.dumps(files, indent=1) + "\n")
     return result
 
 
-def _write_tfds(data_dir: Path, name: str, decoded, parts, shape) -> None:
-    from tfvision_cli.tf_import import tfds as import_tfds
+def _write_split(version_dir, name, split, features, tree, indices, shape, failures, shown,
+                 progress, stats):  # fmt: skip
+    """One split's shards: (labels written, their files as shown, shard lengths, bytes)."""
+    from tfvision_cli.tf_import import tf as import_tf
 
-    tfds = import_tfds()
-    features = tfds.features.FeaturesDict(
-        {
-            "image": tfds.features.Image(shape=shape, dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=decoded.class_names),
-        }
-    )
+    tf = import_tf()
+    per_shard = max(256, SHARD_BYTES // int(np.prod(shape)))
+    n_shards = max(1, -(-len(indices) // per_shard))
+    labels, kept, lengths, nbytes = [], [], [], 0
+    prefix = f"{split}: " if tree.given is not None else ""
+    for shard in range(n_shards):
+        path = version_dir / f"{name}-{split}.tfrecord-{shard:05d}-of-{n_shards:05d}"
+        count = 0
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for i in indices[shard * per_shard : (shard + 1) * per_shard]:
+                progress.step()
+                try:
+                    image = read_image(tree.paths[i], tree.image_size, tree.channels)
+                except ImageReadError as e:
+                    failures.append(f"{prefix}{e}")
+                    continue
+                label = int(tree.labels[i])
+                record = features.serialize_example({"image": image, "label": label})
+                writer.write(record)
+                nbytes += len(record)
+                count += 1
+                labels.append(label)
+                kept.append(shown(tree.paths[i]))
+                if stats is not None:
+                    stats.add(image)
+        lengths.append(count)
+    return labels, kept, lengths, nbytes
 
-    def examples(indices):
-        for i in indices:
-            yield int(i), {"image": decoded.images[i], "label": int(decoded.labels[i])}
 
-    tfds.disable_progress_bar()
-    # TFDS prints "Downloading and preparing dataset ..." on stdout, which is for data only
-    with contextlib.redirect_stdout(io.StringIO()):
-        tfds.dataset_builders.store_as_tfds_dataset(
-            name=name,
-            version=VERSION,
-            features=features,
-            split_datasets={k: examples(v) for k, v in parts.items()},
-            data_dir=str(data_dir),
-            description="Prepared by `tfvision preprocess`.",
-            disable_shuffling=True,
-        )
+class _Progress:
+    def __init__(self, total: int, on_progress):
+        self.total, self.done, self.on_progress = total, 0, on_progress
+
+    def step(self) -> None:
+        self.done += 1
+        if self.on_progress:
+            self.on_progress(self.done, self.total)

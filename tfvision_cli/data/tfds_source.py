@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli.data.base import Dataset, DatasetInfo
+from tfvision_cli.data.base import Dataset, DatasetInfo, Stream
 from tfvision_cli.errors import DataError, UsageError, did_you_mean
 from tfvision_cli.files import atomic_file
 from tfvision_cli.tf_import import tf as import_tf
@@ -142,24 +142,53 @@ class TfdsDataset(Dataset):
 
     def _decode(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         tfds = import_tfds()
-        tf = import_tf()
-        ds = self.builder.as_dataset(split=split, as_supervised=False, shuffle_files=False)
-        ik, lk = self.image_key, self.label_key
-        if self.resize_to:
-            size = self.resize_to
-
-            def fix(ex):
-                img = tf.image.resize(ex[ik], size, antialias=True)
-                return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), ex[lk]
-
-            ds = ds.map(fix, num_parallel_calls=tf.data.AUTOTUNE)
-        else:
-            ds = ds.map(lambda ex: (ex[ik], ex[lk]), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = self._pairs(self.builder.as_dataset(split=split, shuffle_files=False))
         xs, ys = [], []
         for x, y in tfds.as_numpy(ds.batch(16384)):
             xs.append(x)
             ys.append(y)
         return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+    def _pairs(self, ds):
+        """TFDS records -> (uint8 image, int64 label), resized as the info says."""
+        tf = import_tf()
+        ik, lk = self.image_key, self.label_key
+        size = self.resize_to
+
+        def pair(ex):
+            image = ex[ik]
+            if size:
+                image = tf.image.resize(image, size, antialias=True)
+                image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            return image, tf.cast(ex[lk], tf.int64)
+
+        return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def stream(self, split: str) -> Stream:
+        """The split read through TFDS as it is used: its files interleaved (each worker its
+        own files when there are enough), records decoded in parallel. `split` may be a TFDS
+        slice (`train[:90%]`)."""
+        self.require_available()
+        part = self.builder.info.splits[split]
+        files = int(part.num_shards)
+
+        def open_(shuffle: bool = False, seed: int = 0, shard: tuple[int, int] | None = None):
+            tfds, tf = import_tfds(), import_tf()
+            by_file = shard is not None and files >= shard[1]
+            config = tfds.ReadConfig(
+                shuffle_seed=seed,
+                shuffle_reshuffle_each_iteration=True,
+                input_context=tf.distribute.InputContext(shard[1], shard[0], 1)
+                if by_file
+                else None,
+                try_autocache=False,  # tfvision decides what is cached (--cache)
+            )
+            ds = self.builder.as_dataset(split=split, shuffle_files=shuffle, read_config=config)
+            if shard is not None and not by_file:  # too few files: every k-th record
+                ds = ds.shard(shard[1], shard[0])
+            return self._pairs(ds)
+
+        return Stream(count=int(part.num_examples), files=files, open=open_)
 
 
 def _network_reachable(

@@ -17,6 +17,7 @@ from tfvision_cli.errors import UsageError, did_you_mean
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
 AUGMENTS = ("none", "light", "standard", "randaugment")
+CACHES = ("auto", "memory", "disk", "none")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
 MAX_IMAGE_SIDE = 4096
@@ -186,6 +187,14 @@ class TrainConfig:
     )
     seed: int = option(0, "Random seed: same seed, same result.", low=0, high=2**32 - 1)
     data_dir: str | None = option(None, "TFDS data directory (default: $TFDS_DATA_DIR).")
+    cache: str = option(
+        "auto",
+        "Where decoded images live while training: memory (decoded once: fastest, needs the "
+        "room), disk (decoded once into a file in the run folder), none (read and decoded from "
+        "the files each epoch: memory flat at any size); auto: memory when all splits fit in "
+        "512 MiB on a single machine, else none.",
+        choices=CACHES,
+    )
     image_size: list[int] | None = option(None, "Resize images to H or H,W.", cli=False)
     strategy: str = option("auto", "tf.distribute strategy.", choices=STRATEGIES)
     mixed_precision: bool = option(False, "float16 (GPU) / bfloat16 (CPU, TPU) compute.")

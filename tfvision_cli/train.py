@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from tfvision_cli.training.data import (
     open_data,
     resolve_paths,
     setup_tensorflow,
+    size,
 )
 from tfvision_cli.training.loop import best_value, fit, make_callbacks
 from tfvision_cli.training.model import (
@@ -73,6 +76,13 @@ def train(
     keep_from_epoch: epochs before this one are never kept as the best (prune's ramp).
     wrap_model: model -> the model to fit (distill's Distiller around the student); the run
     keeps what models.io.trained_model finds in it."""
+    with contextlib.ExitStack() as stack:  # what lives as long as the training (--cache disk)
+        return _train(
+            stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_epoch, wrap_model
+        )
+
+
+def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_epoch, wrap_model):
     from tfvision_cli.distribute import choose_strategy, cluster_size
     from tfvision_cli.models.registry import get_entry
 
@@ -91,26 +101,24 @@ def train(
     run, resuming = choose_run(config, run_dir, resume)
     placement = choose_strategy(config.strategy)
     emit(
-        "placement",
-        text=placement.describe(),
-        replicas=placement.replicas,
-        worker=placement.worker_index,
-        workers=placement.num_workers,
-    )
+        "placement", text=placement.describe(), replicas=placement.replicas,
+        worker=placement.worker_index, workers=placement.num_workers,
+    )  # fmt: skip
 
     # Data
     dataset = open_data(config, emit)
     info = dataset.info
-    splits = load_splits(dataset, config)
-    config = choose_epochs(config, len(splits.train[1]), placement.replicas)
+    splits = load_splits(dataset, config, placement.num_workers)
+    config = choose_epochs(config, size(splits.train), placement.replicas)
     if "skipped_files" in splits.notes:
         emit("skipped", files=splits.notes["skipped_files"])
-    pipes = build_pipelines(splits, info, config, placement.replicas)
-    shape = tuple(int(d) for d in splits.train[0].shape[1:])
+    # --cache disk: decoded images kept in a temporary folder for the epochs after the first
+    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfvision-cache-"))
+    pipes = build_pipelines(splits, info, config, placement.replicas, placement, scratch)
     emit("data", **describe_data(info, splits, pipes))
 
     # Model: the run directory is written only once it builds
-    model, notes = build_model(config, shape, info.num_classes, placement, pipes.steps)
+    model, notes = build_model(config, splits.shape, info.num_classes, placement, pipes.steps)
     splits.notes.update(notes)
     if wrap_model is not None:
         model = wrap_model(model, placement)
@@ -120,7 +128,7 @@ def train(
     is_chief = placement.is_chief
     monitor = "val_accuracy" if pipes.val is not None else "accuracy"
     with (
-        run_lifecycle(run, resuming, is_chief, config, info, shape) as state,
+        run_lifecycle(run, resuming, is_chief, config, info, splits.shape) as state,
         own_files(run, is_chief, placement.worker_index) as own,
     ):
         emit("run", path=str(run.path), resuming=resuming)
@@ -139,8 +147,8 @@ def train(
         kept = trained_model(model)
         metrics = {
             "dataset": config.dataset, "model": config.model,
-            **test_report(model, pipes, placement), "test_examples": int(len(splits.test[1])),
-            **_session(history, state, pipes, len(splits.train[1]), train_seconds),
+            **test_report(model, pipes, placement), "test_examples": size(splits.test),
+            **_session(history, state, pipes, size(splits.train), train_seconds),
             "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
             "best_epoch": run.read_state().get("best_epoch") if is_chief else None,
             "epochs": config.epochs, "global_batch_size": pipes.global_batch,

@@ -57,8 +57,12 @@ class Dataset:
         """(images (N, H, W, C) uint8, labels (N,) int64) of one split."""
         raise NotImplementedError
 
-    def stream(self, split: str) -> Stream | None:
-        """The split read from disk as it is used; None for sources held in memory anyway."""
+    def stream(self, split: str, carve: tuple = ()) -> Stream | None:
+        """The split read from disk as it is used; None for sources held in memory anyway.
+
+        carve: ((fraction, seed, inside), ...): keep only the share `fraction` picked with
+        `seed` (inside=True) or everything else (False), step by step, as validation and test
+        splits are carved out of a dataset that has none."""
         return None
 
     def decoded_bytes(self, split: str) -> int:

@@ -226,10 +226,13 @@ class ImageFolderDataset(Dataset):
             return None
         return self._decode(np.arange(len(self.tree.paths)))
 
-    def stream(self, split: str, indices: np.ndarray | None = None) -> Stream:
+    def stream(self, split: str, carve: tuple = ()) -> Stream:
         """The split's files decoded by tf.data in parallel as they are used (the paths and
-        labels alone in memory); `indices` (into the split) streams a part of it."""
-        chosen = self.parts[split] if indices is None else self.parts[split][indices]
+        labels alone in memory); carve (see Dataset): stratified and seeded, as in memory."""
+        chosen = self.parts[split]
+        for fraction, seed, inside in carve:
+            parts = stratified_split(self.tree.labels[chosen], {"carved": fraction}, seed)
+            chosen = chosen[parts.get("carved" if inside else "train", np.zeros(0, np.int64))]
         return file_stream(
             [str(self.tree.paths[i]) for i in chosen], self.tree.labels[chosen],
             self.tree.image_size, self.tree.channels,
@@ -300,5 +303,5 @@ class PreparedDataset(Dataset):
     def arrays(self, split: str):
         return self._tfds.arrays(split)
 
-    def stream(self, split: str) -> Stream:
-        return self._tfds.stream(split)
+    def stream(self, split: str, carve: tuple = ()) -> Stream:
+        return self._tfds.stream(split, carve)

@@ -77,9 +77,13 @@ def mixer(mixup: float, cutmix: float, seed: int):
     return both
 
 
+# A streamed split is shuffled through a buffer of about this many bytes of decoded images
+# (the files' order is shuffled as well, so the buffer only has to mix neighbours).
+SHUFFLE_BYTES = 128 << 20
+
+
 def make_dataset(
-    images: np.ndarray,
-    labels: np.ndarray,
+    source,
     num_classes: int,
     batch_size: int,
     shuffle: bool = False,
@@ -88,12 +92,30 @@ def make_dataset(
     one_hot: bool = True,
     repeat: bool = False,
     mix=None,
+    shard: tuple[int, int] | None = None,
+    cache_file: str | None = None,
 ):
-    """(uint8 images, one-hot float labels) batches; shuffled each epoch when training."""
+    """(uint8 images, one-hot float labels) batches; shuffled each epoch when training.
+
+    source: (images, labels) arrays in memory, or a data.base.Stream read from disk (shard:
+    this worker's (index, count) of its files; cache_file: decoded images kept in that file
+    after the first pass)."""
+    from tfvision_cli.data.base import Stream
+
     tf = import_tf()
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    if isinstance(source, Stream):
+        ds = source.open(shuffle=shuffle and cache_file is None, seed=seed, shard=shard)
+        if cache_file is not None:
+            ds = ds.cache(cache_file)
+        if shuffle:
+            image_bytes = max(1, int(np.prod(ds.element_spec[0].shape)))
+            buffer = int(min(source.count, max(1024, SHUFFLE_BYTES // image_bytes)))
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        images, labels = source
+        ds = tf.data.Dataset.from_tensor_slices((images, labels))
+        if shuffle:
+            ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size)
@@ -111,12 +133,17 @@ def make_dataset(
     if mix is not None:  # on one-hot labels: they become soft
         ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # a sharded stream is already this worker's share: tf.distribute must not shard it again
+    # (nor serialize its graph to do so)
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = (
+        policy.OFF if shard is not None else policy.DATA
+    )
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def augment_sample(images: np.ndarray, labels: np.ndarray, num_classes: int, augment, mix):
     """One batch through the training pipeline's augmentation: (uint8 images, soft labels)."""
-    ds = make_dataset(images, labels, num_classes, len(labels), augment=augment, mix=mix)
+    ds = make_dataset((images, labels), num_classes, len(labels), augment=augment, mix=mix)
     out_images, out_labels = next(iter(ds))
     return np.asarray(out_images), np.asarray(out_labels)

@@ -127,6 +127,7 @@ def _in_archive(src: Path, root: Path, failure: str) -> str:
 # Examples per TFRecord shard: about 64 MiB of decoded pixels (at least 256 images), so that
 # workers can each read their own files.
 SHARD_BYTES = 64 << 20
+MIN_SHARD_EXAMPLES = 256
 
 
 def _write(src, out, tmp, tree, parts, shown, options, on_progress) -> PreprocessResult:
@@ -181,7 +182,7 @@ def _write_split(version_dir, name, split, features, tree, indices, shape, failu
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
-    per_shard = max(256, SHARD_BYTES // int(np.prod(shape)))
+    per_shard = max(MIN_SHARD_EXAMPLES, SHARD_BYTES // int(np.prod(shape)))
     n_shards = max(1, -(-len(indices) // per_shard))
     labels, kept, lengths, nbytes = [], [], [], 0
     prefix = f"{split}: " if tree.given is not None else ""

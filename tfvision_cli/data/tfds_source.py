@@ -164,13 +164,17 @@ class TfdsDataset(Dataset):
 
         return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
 
-    def stream(self, split: str) -> Stream:
+    def stream(self, split: str, carve: tuple = ()) -> Stream:
         """The split read through TFDS as it is used: its files interleaved (each worker its
-        own files when there are enough), records decoded in parallel. `split` may be a TFDS
-        slice (`train[:90%]`)."""
+        own files when there are enough), records decoded in parallel. carve (see Dataset):
+        each record is picked by a hash of its TFDS id and the seed, so a part is the same
+        whatever order the files are read in (its size is estimated: not stratified)."""
         self.require_available()
         part = self.builder.info.splits[split]
         files = int(part.num_shards)
+        count = float(part.num_examples)
+        for fraction, _, inside in carve:
+            count *= fraction if inside else 1 - fraction
 
         def open_(shuffle: bool = False, seed: int = 0, shard: tuple[int, int] | None = None):
             tfds, tf = import_tfds(), import_tf()
@@ -182,13 +186,29 @@ class TfdsDataset(Dataset):
                 if by_file
                 else None,
                 try_autocache=False,  # tfvision decides what is cached (--cache)
+                add_tfds_id=bool(carve),
             )
             ds = self.builder.as_dataset(split=split, shuffle_files=shuffle, read_config=config)
             if shard is not None and not by_file:  # too few files: every k-th record
                 ds = ds.shard(shard[1], shard[0])
+            for fraction, carve_seed, inside in carve:
+                ds = ds.filter(_picked(fraction, carve_seed, inside))
             return self._pairs(ds)
 
-        return Stream(count=int(part.num_examples), files=files, open=open_)
+        return Stream(count=max(1, round(count)), files=files, open=open_)
+
+
+def _picked(fraction: float, seed: int, inside: bool):
+    """record -> whether it is in the carved share (a hash of its TFDS id and the seed)."""
+    tf = import_tf()
+    buckets = 1_000_000
+
+    def picked(ex):
+        key = tf.strings.join([ex["tfds_id"], f"/{seed}"])
+        hit = tf.strings.to_hash_bucket_fast(key, buckets) < int(fraction * buckets)
+        return hit if inside else tf.logical_not(hit)
+
+    return picked
 
 
 def _network_reachable(

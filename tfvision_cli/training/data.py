@@ -13,6 +13,7 @@ import numpy as np
 
 from tfvision_cli import finetune
 from tfvision_cli.config import TrainConfig
+from tfvision_cli.data.base import Stream
 from tfvision_cli.errors import UsageError
 
 Emit = Callable[..., None]
@@ -70,19 +71,47 @@ def open_data(config: TrainConfig, emit: Emit):
 
 @dataclass
 class Splits:
-    train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray] | None
-    test: tuple[np.ndarray, np.ndarray]
+    """Train/validation/test: (images, labels) arrays in memory, or Streams read from disk."""
+
+    train: tuple[np.ndarray, np.ndarray] | Stream
+    val: tuple[np.ndarray, np.ndarray] | Stream | None
+    test: tuple[np.ndarray, np.ndarray] | Stream
     notes: dict
+    shape: tuple[int, int, int]
+    cache: str = "memory"  # memory, disk or none (streamed)
 
 
-def load_splits(dataset, config: TrainConfig) -> Splits:
-    """Train/validation/test arrays. Validation comes out of train (seeded, stratified) unless
+def size(part) -> int:
+    """The examples in a split, in memory or streamed (a carved TFDS stream's: estimated)."""
+    return part.count if isinstance(part, Stream) else len(part[1])
+
+
+# --cache auto keeps a dataset in memory when every split's decoded images fit in this.
+MEMORY_BUDGET = 512 << 20
+
+
+def choose_cache(config: TrainConfig, dataset, workers: int = 1) -> str:
+    """memory, disk or none: --cache, with auto decided from the decoded size. A source that
+    lives in memory anyway (built-in datasets) is always memory; several workers stream, each
+    its own files, so that no worker holds (or serializes) the whole dataset."""
+    if dataset.stream(next(iter(dataset.info.splits))) is None:
+        return "memory"
+    if config.cache != "auto":
+        return config.cache
+    total = sum(dataset.decoded_bytes(split) for split in dataset.info.splits)
+    return "memory" if workers == 1 and total <= MEMORY_BUDGET else "none"
+
+
+def load_splits(dataset, config: TrainConfig, workers: int = 1) -> Splits:
+    """Train/validation/test splits. Validation comes out of train (seeded, stratified) unless
     the dataset has its own; the test split is never used to choose anything."""
-    from tfvision_cli.data.base import stratified_split
-
     if not dataset.has_split("train"):
         raise UsageError(f"dataset {dataset.info.name} has no train split")
+    cache = choose_cache(config, dataset, workers)
+    if cache != "memory":
+        return _stream_splits(dataset, config, cache)
+    from tfvision_cli.data.base import stratified_split
+
     notes = {}
     x, y = dataset.arrays("train")
     if dataset.has_split("test"):
@@ -106,7 +135,36 @@ def load_splits(dataset, config: TrainConfig) -> Splits:
     failures = dataset.info.extra.get("failures")
     if failures:  # a raw folder's unreadable files, each named
         notes["skipped_files"] = failures
-    return Splits((x, y), val, test, notes)
+    return Splits((x, y), val, test, notes, tuple(int(d) for d in x.shape[1:]))
+
+
+def _stream_splits(dataset, config: TrainConfig, cache: str) -> Splits:
+    """The splits as Streams: read from disk while training, never whole in memory."""
+    how = "by a hash of each record's id" if dataset.info.source in ("tfds", "prepared") else (
+        "stratified"
+    )  # fmt: skip
+    notes = {"cache": cache}
+    carve: tuple = ()
+    if dataset.has_split("test"):
+        test = dataset.stream("test")
+    else:
+        test = dataset.stream("train", ((0.1, 0, True),))
+        carve = ((0.1, 0, False),)
+        notes["test_split"] = f"10% of train ({how}, seed 0): the dataset has no test split"
+    val = None
+    if dataset.has_split("validation"):
+        val = dataset.stream("validation")
+        notes["validation"] = "the dataset's own validation split"
+    elif config.validation_split > 0:
+        share = (config.validation_split, config.seed)
+        val = dataset.stream("train", (*carve, (*share, True)))
+        carve = (*carve, (*share, False))
+        notes["validation"] = f"{config.validation_split:.0%} of train ({how}, seed {config.seed})"
+    train = dataset.stream("train", carve)
+    failures = dataset.info.extra.get("failures")
+    if failures:
+        notes["skipped_files"] = failures
+    return Splits(train, val, test, notes, tuple(dataset.info.image_shape), cache)
 
 
 @dataclass
@@ -120,38 +178,61 @@ class Pipelines:
     repeated: bool = False  # the training data repeats: epochs are `steps` long
 
 
-def build_pipelines(splits: Splits, info, config: TrainConfig, replicas: int) -> Pipelines:
-    """tf.data pipelines batched with the global batch (per-replica batch x replicas)."""
+def build_pipelines(
+    splits: Splits, info, config: TrainConfig, replicas: int, placement=None, scratch=None
+) -> Pipelines:
+    """tf.data pipelines batched with the global batch (per-replica batch x replicas).
+
+    Streamed splits are read by each worker of a cluster from its own files (placement);
+    --cache disk keeps their decoded images in files under scratch."""
     from tfvision_cli.data.pipeline import augmenter, flips_make_sense, make_dataset, mixer
 
     n_classes = info.num_classes
-    shape = splits.train[0].shape[1:]
+    shape = splits.shape
     global_batch = config.batch_size * replicas
-    steps = math.ceil(len(splits.train[1]) / global_batch)
+    steps = math.ceil(size(splits.train) / global_batch)
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     augment = augmenter(
         config.augment, flips_make_sense(info.name, info.class_names, shape[2]), config.seed,
         config.augment_magnitude, config.random_erasing,
     )  # fmt: skip
+    workers = placement.num_workers if placement is not None else 1
+    streamed = splits.cache != "memory"
+    shard = (placement.worker_index, workers) if streamed and workers > 1 else None
+
+    def cache_file(name: str) -> str | None:
+        return str(Path(scratch) / name) if splits.cache == "disk" and scratch else None
+
     train = make_dataset(
-        *splits.train,
-        n_classes,
-        global_batch,
-        shuffle=True,
-        seed=config.seed,
-        augment=augment,
-        repeat=config.steps_per_epoch is not None,
-        mix=mixer(config.mixup, config.cutmix, config.seed),
-    )
-    val = make_dataset(*splits.val, n_classes, global_batch) if splits.val else None
-    test = make_dataset(*splits.test, n_classes, global_batch)
-    weights = (
-        class_weights(splits.train[1], n_classes) if config.class_weight == "balanced" else None
-    )
+        splits.train, n_classes, global_batch, shuffle=True, seed=config.seed, augment=augment,
+        repeat=config.steps_per_epoch is not None or streamed,
+        mix=mixer(config.mixup, config.cutmix, config.seed), shard=shard,
+        cache_file=cache_file("train"),
+    )  # fmt: skip
+
+    def evaluation(part, name):
+        return make_dataset(part, n_classes, global_batch, shard=shard, cache_file=cache_file(name))
+
+    val = evaluation(splits.val, "validation") if splits.val is not None else None
+    test = evaluation(splits.test, "test")
+    weights = None
+    if config.class_weight == "balanced":
+        weights = class_weights(_labels(splits.train), n_classes)
     return Pipelines(
-        train, val, test, global_batch, steps, weights, config.steps_per_epoch is not None
-    )
+        train, val, test, global_batch, steps, weights,
+        config.steps_per_epoch is not None or streamed,
+    )  # fmt: skip
+
+
+def _labels(part) -> np.ndarray:
+    labels = part.labels if isinstance(part, Stream) else part[1]
+    if labels is None:
+        raise UsageError(
+            "--class-weight balanced needs every training label: with a streamed TFDS dataset, "
+            "add --cache memory"
+        )
+    return labels
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -182,11 +263,11 @@ def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:
     """What the run trains on, for the "data" event."""
     return {
         "name": info.name,
-        "shape": tuple(int(d) for d in splits.train[0].shape[1:]),
+        "shape": splits.shape,
         "classes": info.num_classes,
-        "train": len(splits.train[1]),
-        "val": len(splits.val[1]) if splits.val else 0,
-        "test": len(splits.test[1]),
+        "train": size(splits.train),
+        "val": size(splits.val) if splits.val is not None else 0,
+        "test": size(splits.test),
         "global_batch": pipes.global_batch,
         "steps": pipes.steps,
     }

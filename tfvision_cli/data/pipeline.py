@@ -77,9 +77,11 @@ def mixer(mixup: float, cutmix: float, seed: int):
     return both
 
 
-# A streamed split is shuffled through a buffer of about this many bytes of decoded images
-# (the files' order is shuffled as well, so the buffer only has to mix neighbours).
+# A streamed split is shuffled through a buffer of at most this many decoded images and bytes
+# (the files' order is shuffled as well, so the buffer only has to mix neighbours); each new
+# iterator fills it before its first batch.
 SHUFFLE_BYTES = 128 << 20
+SHUFFLE_EXAMPLES = 10_000
 
 
 def make_dataset(
@@ -109,7 +111,7 @@ def make_dataset(
             ds = ds.cache(cache_file)
         if shuffle:
             image_bytes = max(1, int(np.prod(ds.element_spec[0].shape)))
-            buffer = int(min(source.count, max(1024, SHUFFLE_BYTES // image_bytes)))
+            buffer = min(source.count, SHUFFLE_EXAMPLES, max(1024, SHUFFLE_BYTES // image_bytes))
             ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         images, labels = source

@@ -165,50 +165,55 @@ class TfdsDataset(Dataset):
         return ds.map(pair, num_parallel_calls=tf.data.AUTOTUNE)
 
     def stream(self, split: str, carve: tuple = ()) -> Stream:
-        """The split read through TFDS as it is used: its files interleaved (each worker its
-        own files when there are enough), records decoded in parallel. carve (see Dataset):
-        each record is picked by a hash of its TFDS id and the seed, so a part is the same
-        whatever order the files are read in (its size is estimated: not stratified)."""
+        """The split read from its TFRecord files as it is used: the files interleaved (each
+        worker its own files when there are enough), records decoded in parallel by the
+        dataset's TFDS features. carve (see Dataset): a record is picked by a hash of its bytes
+        and the seed, so a part is the same whatever order the files are read in, and identical
+        images never straddle two parts (its size is estimated: not stratified)."""
         self.require_available()
         part = self.builder.info.splits[split]
-        files = int(part.num_shards)
+        paths = [str(f) for f in part.filepaths]
         count = float(part.num_examples)
         for fraction, _, inside in carve:
             count *= fraction if inside else 1 - fraction
+        features = self.builder.info.features
 
         def open_(shuffle: bool = False, seed: int = 0, shard: tuple[int, int] | None = None):
-            tfds, tf = import_tfds(), import_tf()
-            by_file = shard is not None and files >= shard[1]
-            config = tfds.ReadConfig(
-                shuffle_seed=seed,
-                shuffle_reshuffle_each_iteration=True,
-                input_context=tf.distribute.InputContext(shard[1], shard[0], 1)
-                if by_file
-                else None,
-                try_autocache=False,  # tfvision decides what is cached (--cache)
-                add_tfds_id=bool(carve),
-            )
-            ds = self.builder.as_dataset(split=split, shuffle_files=shuffle, read_config=config)
+            tf = import_tf()
+            by_file = shard is not None and len(paths) >= shard[1]
+            files = paths[shard[0] :: shard[1]] if by_file else paths
+            ds = tf.data.Dataset.from_tensor_slices(files)
+            if shuffle:
+                ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.interleave(
+                tf.data.TFRecordDataset, cycle_length=min(len(files), 8) if shuffle else 1,
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+            )  # fmt: skip
             if shard is not None and not by_file:  # too few files: every k-th record
                 ds = ds.shard(shard[1], shard[0])
-            for fraction, carve_seed, inside in carve:
-                ds = ds.filter(_picked(fraction, carve_seed, inside))
+            if carve:  # picked in batches of records, before anything is decoded
+                ds = ds.batch(1024).map(
+                    lambda records: tf.boolean_mask(records, _picked(records, carve)),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                )
+                ds = ds.unbatch()
+            ds = ds.map(features.deserialize_example, num_parallel_calls=tf.data.AUTOTUNE)
             return self._pairs(ds)
 
-        return Stream(count=max(1, round(count)), files=files, open=open_)
+        return Stream(count=max(1, round(count)), files=len(paths), open=open_)
 
 
-def _picked(fraction: float, seed: int, inside: bool):
-    """record -> whether it is in the carved share (a hash of its TFDS id and the seed)."""
+def _picked(records, carve: tuple):
+    """Whether each serialized record is in the carved part: each step of carve (see
+    Dataset.stream) keeps or drops it by a hash of its bytes and the step's seed."""
     tf = import_tf()
     buckets = 1_000_000
-
-    def picked(ex):
-        key = tf.strings.join([ex["tfds_id"], f"/{seed}"])
+    keep = tf.ones_like(records, dtype=tf.bool)
+    for fraction, seed, inside in carve:
+        key = tf.strings.join([records, f"/{seed}"])
         hit = tf.strings.to_hash_bucket_fast(key, buckets) < int(fraction * buckets)
-        return hit if inside else tf.logical_not(hit)
-
-    return picked
+        keep = tf.logical_and(keep, hit if inside else tf.logical_not(hit))
+    return keep
 
 
 def _network_reachable(

@@ -140,7 +140,7 @@ def load_splits(dataset, config: TrainConfig, workers: int = 1) -> Splits:
 
 def _stream_splits(dataset, config: TrainConfig, cache: str) -> Splits:
     """The splits as Streams: read from disk while training, never whole in memory."""
-    how = "by a hash of each record's id" if dataset.info.source in ("tfds", "prepared") else (
+    how = "by a hash of each record" if dataset.info.source in ("tfds", "prepared") else (
         "stratified"
     )  # fmt: skip
     notes = {"cache": cache}

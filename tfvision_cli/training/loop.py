@@ -11,7 +11,7 @@ from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
 from tfvision_cli.config import TrainConfig
 from tfvision_cli.runs import RunDir
 from tfvision_cli.training.data import Pipelines
-from tfvision_cli.training.model import compile_model, frozen_backbone
+from tfvision_cli.training.model import compile_model, frozen_backbone, open_length
 from tfvision_cli.training.run import Diverged, LostWorker
 
 Emit = Callable[..., None]
@@ -115,7 +115,7 @@ def _fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, epochs: int, pl
 
     tf = import_tf()
     try:
-        with multi_worker_fit(placement.strategy):
+        with multi_worker_fit(placement.strategy), open_length():
             return model.fit(
                 pipelines.train,
                 epochs=epochs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -170,12 +171,24 @@ def finish_model(model, pipelines: Pipelines, callbacks, run: RunDir, config, pl
 
 
 def _accuracy(model, batches) -> float:
-    return round(float(model.evaluate(batches, verbose=0, return_dict=True)["accuracy"]), 6)
+    with open_length():
+        scores = model.evaluate(batches, verbose=0, return_dict=True)
+    return round(float(scores["accuracy"]), 6)
+
+
+@contextlib.contextmanager
+def open_length() -> Iterator[None]:
+    """Keras warns "Your input ran out of data" at the end of every pass over a streamed split
+    whose length tf.data does not know (a filter leaves it open); training data always has a
+    known length or repeats, so within tfvision the warning is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        yield
 
 
 def test_report(model, pipelines: Pipelines, placement) -> dict:
     """The model evaluated on the test split."""
-    with multi_worker_fit(placement.strategy):
+    with multi_worker_fit(placement.strategy), open_length():
         scores = model.evaluate(pipelines.test, verbose=0, return_dict=True)
     return {
         "test_accuracy": round(float(scores["accuracy"]), 6),

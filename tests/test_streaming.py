@@ -131,3 +131,25 @@ def test_training_streams_folders_and_prepared_datasets(cli, image_folder, prepa
     m = r.json()["metrics"]
     assert m["notes"]["cache"] == "disk" and m["test_examples"] == 30
     assert "validation" in m["notes"]["validation"]
+
+
+def test_evaluate_streams_a_split_larger_than_memory_with_the_same_report(
+    cli, prepared, tmp_path, monkeypatch
+):
+    from tfvision_cli.data import base
+
+    r = cli("train", prepared, "--model", "mlp", "--epochs", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    run = r.json()["run_dir"]
+    r = cli("evaluate", run, "--json", "--plots", tmp_path / "memory")
+    assert r.exit_code == 0, r.stderr
+    in_memory = r.json()
+    monkeypatch.setattr(base, "MEMORY_BUDGET", 1)  # every split is now "larger than memory"
+    r = cli("evaluate", run, "--json", "--plots", tmp_path / "streamed")
+    assert r.exit_code == 0, r.stderr
+    streamed = r.json()
+    for key in ("accuracy", "num_examples", "confusion_matrix", "split"):
+        assert streamed[key] == in_memory[key], key
+    assert abs(streamed["loss"] - in_memory["loss"]) < 1e-5
+    if in_memory["accuracy"] < 1:  # mistakes: their picture is drawn from the kept images
+        assert (tmp_path / "streamed" / "confident_mistakes.png").is_file()

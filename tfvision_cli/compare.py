@@ -81,7 +81,7 @@ def compare(
     _check_compatible(predictors, specs)
     if dataset is None:
         _check_same_dataset(predictors, specs)
-    base_eval = evaluate(predictors[0], dataset, split, data_dir, batch_size)
+    base_eval = evaluate(predictors[0], dataset, split, data_dir, batch_size, in_memory=True)
     images, labels = base_eval.images, base_eval.labels
     class_names = base_eval.report["class_names"]
     reports, predictions = [base_eval.report], [base_eval.probs.argmax(1)]

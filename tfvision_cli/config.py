@@ -192,7 +192,7 @@ class TrainConfig:
         "Where decoded images live while training: memory (decoded once: fastest, needs the "
         "room), disk (decoded once into a file in the run folder), none (read and decoded from "
         "the files each epoch: memory flat at any size); auto: memory when all splits fit in "
-        "512 MiB on a single machine, else none.",
+        "256 MiB on a single machine, else none.",
         choices=CACHES,
     )
     image_size: list[int] | None = option(None, "Resize images to H or H,W.", cli=False)

@@ -91,6 +91,61 @@ def same_dataset(a: str | None, b: str | None) -> bool:
     return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
+def _check_fits(predictor, info, shape) -> None:
+    h, w, c = predictor.input_shape
+    if tuple(shape) != (h, w, c):
+        if shape[-1] != c:
+            raise UsageError(
+                f"the model takes {c}-channel images but {info.name} has {shape[-1]} channels"
+            )
+        raise UsageError(
+            f"the model takes {h}x{w} images but {info.name} has {shape[0]}x{shape[1]}"
+        )
+    if info.num_classes != len(predictor.class_names):
+        raise UsageError(
+            f"the model has {len(predictor.class_names)} classes but {info.name} has "
+            f"{info.num_classes}"
+        )
+
+
+def _stream_of(data, split: str | None, own: bool):
+    """The split as a Stream when its decoded images would not fit in memory, else None."""
+    from tfvision_cli.data.base import MEMORY_BUDGET
+
+    if split is None:
+        if not own and data.is_one_set:
+            return None  # a plain folder of someone else's images, evaluated whole in memory
+        split = "test" if "test" in data.info.splits else None
+    if split not in data.info.splits or data.decoded_bytes(split) <= MEMORY_BUDGET:
+        return None
+    return data.stream(split)
+
+
+# Streamed evaluations keep the images of this many most confident mistakes (for the picture).
+KEPT_MISTAKES = 24
+
+
+def _predict_stream(predictor, stream, batch_size: int):
+    """(labels, probabilities, {index: image} of the most confident mistakes), one batch of
+    images in memory at a time."""
+    labels, probs, mistakes, seen = [], [], {}, 0
+    for x, y in stream.open().batch(batch_size).as_numpy_iterator():
+        p = predictor.predict(x, batch_size=batch_size)
+        wrong = np.flatnonzero(p.argmax(1) != y)
+        for i in wrong:
+            mistakes[seen + int(i)] = (float(p[i].max()), x[i])
+        if len(mistakes) > KEPT_MISTAKES:
+            keep = sorted(mistakes, key=lambda k: -mistakes[k][0])[:KEPT_MISTAKES]
+            mistakes = {k: mistakes[k] for k in keep}
+        labels.append(y)
+        probs.append(p)
+        seen += len(y)
+    if not labels:
+        raise UsageError("the split to evaluate holds no readable image")
+    kept = {k: image for k, (_, image) in mistakes.items()}
+    return np.concatenate(labels), np.concatenate(probs), kept
+
+
 def _images(data, split: str | None, own: bool):
     """(images, labels, split name): the split asked for; by default the test split, or for a
     plain folder that is not the model's own, every image in it ("all")."""
@@ -110,9 +165,10 @@ def _images(data, split: str | None, own: bool):
 @dataclass
 class Evaluation:
     report: dict
-    images: np.ndarray
+    images: np.ndarray | None  # None when the split was streamed (larger than memory)
     labels: np.ndarray
     probs: np.ndarray
+    mistakes: dict[int, np.ndarray] | None = None  # streamed: the images of the worst errors
 
 
 def evaluate(
@@ -121,11 +177,14 @@ def evaluate(
     split: str | None = None,
     data_dir: str | None = None,
     batch_size: int = 256,
+    in_memory: bool = False,
 ) -> Evaluation:
     """Run a model over a dataset (default: the one it was trained on).
 
     split: None means the test split; but a plain folder of class folders given as `dataset`
-    (not the model's own) is evaluated whole: every image in it.
+    (not the model's own) is evaluated whole: every image in it. A split larger than memory is
+    streamed batch by batch (Evaluation.images is then None) unless in_memory (callers that
+    need the images: compare, robustness).
     """
     from tfvision_cli.data.catalog import open_dataset
 
@@ -139,23 +198,19 @@ def evaluate(
     info = data.info
     data.require_available()
     own = dataset is None or same_dataset(name, predictor.dataset)
-    images, labels, split = _images(data, split, own=own)
-    if images.shape[1:] != (h, w, c):
-        if images.shape[-1] != c:
-            raise UsageError(
-                f"the model takes {c}-channel images but {info.name} has "
-                f"{images.shape[-1]} channels"
-            )
-        raise UsageError(
-            f"the model takes {h}x{w} images but {info.name} has "
-            f"{images.shape[1]}x{images.shape[2]}"
-        )
-    if info.num_classes != len(predictor.class_names):
-        raise UsageError(
-            f"the model has {len(predictor.class_names)} classes but {info.name} has "
-            f"{info.num_classes}"
-        )
-    probs = predictor.predict(images, batch_size=batch_size)
+    streamed = None if in_memory else _stream_of(data, split, own)
+    if streamed is not None:  # larger than memory: read and predicted batch by batch
+        split = split or "test"
+        shape = tuple(info.image_shape)
+        labels, probs, mistakes = _predict_stream(predictor, streamed, batch_size)
+        images = None
+    else:
+        images, labels, split = _images(data, split, own=own)
+        shape = images.shape[1:]
+    _check_fits(predictor, info, shape)
+    if streamed is None:
+        probs = predictor.predict(images, batch_size=batch_size)
+        mistakes = None
     report = classification_report(labels, probs, info.class_names)
     report.update(
         {"model": str(predictor.path), "format": predictor.format, "dataset": name, "split": split}
@@ -166,7 +221,7 @@ def evaluate(
         report["images_from"] = f"the {split} split of {name} ({len(labels):,} images)"
     if info.extra.get("failures"):  # a raw folder's unreadable files, each named
         report["skipped_files"] = info.extra["failures"]
-    return Evaluation(report, images, labels, probs)
+    return Evaluation(report, images, labels, probs, mistakes)
 
 
 def write_plots(evaluation: Evaluation, out_dir: Path, history: Path | None = None) -> list[Path]:
@@ -186,7 +241,14 @@ def write_plots(evaluation: Evaluation, out_dir: Path, history: Path | None = No
     wrong = np.flatnonzero(pred != evaluation.labels)
     if len(wrong):
         conf = evaluation.probs[wrong, pred[wrong]]
-        worst = wrong[np.argsort(-conf)[:24]]
+        worst = wrong[np.argsort(-conf, kind="stable")[:24]]
+        if evaluation.images is not None:
+            images = evaluation.images[worst]
+        else:  # streamed: the mistakes kept while predicting
+            worst = np.asarray(
+                sorted(evaluation.mistakes, key=lambda i: -evaluation.probs[i, pred[i]])
+            )
+            images = np.stack([evaluation.mistakes[i] for i in worst])
         names = r["class_names"]
         titles = [
             f"true {names[evaluation.labels[i]]}\npred {names[pred[i]]} "
@@ -195,7 +257,7 @@ def write_plots(evaluation: Evaluation, out_dir: Path, history: Path | None = No
         ]
         written.append(
             plots.image_grid(
-                evaluation.images[worst],
+                images,
                 titles,
                 out_dir / "confident_mistakes.png",
                 suptitle=f"Most confidently wrong: {len(wrong)} of {r['num_examples']} wrong",

@@ -132,7 +132,7 @@ def robustness(
     kinds = parse_list(corruptions, CORRUPTIONS, "corruption")
     budgets = parse_eps(eps)
     predictor = load_predictor(model)
-    data = do_evaluate(predictor, dataset)
+    data = do_evaluate(predictor, dataset, in_memory=True)
     images, labels = data.images[:limit], data.labels[:limit]
 
     def progress(row: dict) -> None:

@@ -31,6 +31,13 @@ class DatasetInfo:
         return d
 
 
+# Datasets whose decoded images take more than this are streamed from disk, not held in memory
+# (training with --cache auto, evaluate). Held in memory, a dataset costs about five times its
+# decoded size at the peak (the arrays, TensorFlow's copy of them, the shuffle buffer, decoding
+# batches): 2.72 GB for 0.49 GB of images (benchmarks/large_data.py).
+MEMORY_BUDGET = 256 << 20
+
+
 @dataclass
 class Stream:
     """One split read from disk while it is used, never whole in memory.
@@ -52,6 +59,7 @@ class Dataset:
     streamed from disk."""
 
     info: DatasetInfo
+    is_one_set = False  # True when whole() gives every image (a plain folder of class folders)
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(images (N, H, W, C) uint8, labels (N,) int64) of one split."""

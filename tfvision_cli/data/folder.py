@@ -189,6 +189,7 @@ class ImageFolderDataset(Dataset):
     ):
         root = Path(root)
         self.tree = tree = list_tree(root, image_size, channels)
+        self.is_one_set = tree.given is None
         if tree.given is not None:
             self.parts = tree.given
             layout = "split folders: " + ", ".join(p.name for p in split_folders(root).values())

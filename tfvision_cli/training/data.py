@@ -13,7 +13,7 @@ import numpy as np
 
 from tfvision_cli import finetune
 from tfvision_cli.config import TrainConfig
-from tfvision_cli.data.base import Stream
+from tfvision_cli.data.base import MEMORY_BUDGET, Stream
 from tfvision_cli.errors import UsageError
 
 Emit = Callable[..., None]
@@ -84,10 +84,6 @@ class Splits:
 def size(part) -> int:
     """The examples in a split, in memory or streamed (a carved TFDS stream's: estimated)."""
     return part.count if isinstance(part, Stream) else len(part[1])
-
-
-# --cache auto keeps a dataset in memory when every split's decoded images fit in this.
-MEMORY_BUDGET = 512 << 20
 
 
 def choose_cache(config: TrainConfig, dataset, workers: int = 1) -> str:

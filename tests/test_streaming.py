@@ -133,7 +133,7 @@ def test_training_streams_folders_and_prepared_datasets(cli, image_folder, prepa
     assert "validation" in m["notes"]["validation"]
 
 
-def test_evaluate_streams_a_split_larger_than_memory_with_the_same_report(
+def test_evaluate_and_info_stream_a_split_larger_than_memory_with_the_same_report(
     cli, prepared, tmp_path, monkeypatch
 ):
     from tfvision_cli.data import base
@@ -144,7 +144,12 @@ def test_evaluate_streams_a_split_larger_than_memory_with_the_same_report(
     r = cli("evaluate", run, "--json", "--plots", tmp_path / "memory")
     assert r.exit_code == 0, r.stderr
     in_memory = r.json()
+    info = cli("data", "info", prepared, "--json").json()
     monkeypatch.setattr(base, "MEMORY_BUDGET", 1)  # every split is now "larger than memory"
+    monkeypatch.setattr("tfvision_cli.data.catalog.MEMORY_BUDGET", 1)
+    streamed_info = cli("data", "info", prepared, "--json").json()
+    for key in ("splits", "class_counts_per_split", "pixel_stats"):
+        assert streamed_info[key] == info[key], key
     r = cli("evaluate", run, "--json", "--plots", tmp_path / "streamed")
     assert r.exit_code == 0, r.stderr
     streamed = r.json()

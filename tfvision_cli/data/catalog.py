@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli.data import builtin, folder, tfds_source  # noqa: F401  (builtin registers)
-from tfvision_cli.data.base import BUILTIN, Dataset, class_counts, pixel_stats
+from tfvision_cli.data.base import (
+    BUILTIN,
+    MEMORY_BUDGET,
+    Dataset,
+    PixelStats,
+    class_counts,
+    pixel_stats,
+)
 from tfvision_cli.errors import UsageError, did_you_mean
 
 
@@ -117,22 +124,35 @@ def describe(dataset: Dataset) -> dict:
     per_split: dict[str, list[int]] = {}
     totals = np.zeros(info.num_classes, dtype=np.int64)
     stats = None
-    dtype = "uint8"
-    for split in info.splits:
-        images, labels = dataset.arrays(split)
+    for split in list(info.splits):
+        labels, split_stats = _labels_and_stats(dataset, split)
         counts = class_counts(labels, info.num_classes)
         per_split[split] = counts
         totals += np.asarray(counts)
         if split == "train" or stats is None:
-            stats = pixel_stats(images)
-        dtype = str(images.dtype)
+            stats = split_stats
     d = info.to_dict()  # after decoding: a folder's files that fail to decode are left out
-    d["image_dtype"] = dtype
+    d["image_dtype"] = "uint8"
     d["class_counts"] = {name: int(n) for name, n in zip(info.class_names, totals, strict=True)}
     d["class_counts_per_split"] = per_split
     d["pixel_stats"] = stats
     d["imbalance"] = imbalance(per_split, info.class_names)
     return d
+
+
+def _labels_and_stats(dataset: Dataset, split: str):
+    """A split's labels and pixel statistics: decoded whole, or batch by batch when it is larger
+    than memory."""
+    stream = dataset.stream(split) if dataset.decoded_bytes(split) > MEMORY_BUDGET else None
+    if stream is None:
+        images, labels = dataset.arrays(split)
+        return labels, pixel_stats(images)
+    stats, labels = PixelStats(dataset.info.image_shape[-1]), []
+    for images, batch_labels in stream.open().batch(512).as_numpy_iterator():
+        stats.add(images)
+        labels.append(batch_labels)
+    dataset.info.splits[split] = int(sum(len(b) for b in labels))
+    return np.concatenate(labels), stats.result()
 
 
 IMBALANCE_RATIO = 5  # a split whose largest class is this many times its smallest is flagged

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import timed
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Data larger than memory (issue 20)"
@@ -50,16 +51,8 @@ def generate(root: Path, n: int, seed: int = 0) -> None:
 
 
 def measure(cmd: list[str]) -> dict:
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        start = time.perf_counter()
-        p = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", t.name, *cmd], capture_output=True, text=True
-        )
-        wall = time.perf_counter() - start
-        if p.returncode != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
-        rss_kb = int(t.read().strip().splitlines()[-1])
-    return {"seconds": round(wall, 1), "peak_rss_gb": round(rss_kb / 1024**2, 3), "out": p.stdout}
+    wall, rss_gb, out = timed(cmd)
+    return {"seconds": round(wall, 1), "peak_rss_gb": round(rss_gb, 3), "out": out}
 
 
 def main() -> None:

@@ -16,11 +16,12 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from timing import timed
 
 HERE = Path(__file__).resolve().parent
 NOTES_MARKER = "<!-- notes: kept as they are by --write -->"
@@ -49,22 +50,14 @@ def command(name: str, seed: int, run_dir: str) -> list[str]:
 
 def run(cmd: list[str]) -> dict:
     """Wall time and peak RSS of the whole command (GNU time), and what it printed."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
-        start = time.perf_counter()
-        p = subprocess.run(
-            ["/usr/bin/time", "-f", "%M", "-o", t.name, *cmd], capture_output=True, text=True
-        )
-        wall = time.perf_counter() - start
-        if p.returncode != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
-        rss_kb = int(t.read().strip().splitlines()[-1])
-    out = json.loads(p.stdout.strip().splitlines()[-1])
+    wall, rss_gb, stdout = timed(cmd)
+    out = json.loads(stdout.strip().splitlines()[-1])
     m = out.get("metrics", out)
     return {
         "test_accuracy": m["test_accuracy"],
         "wall_seconds": wall,
         "train_images_per_second": m["train_images_per_second"],
-        "peak_rss_gb": rss_kb / 1024**2,
+        "peak_rss_gb": rss_gb,
         # TensorFlow imported -> first training step finished (issue 6, target 4)
         "seconds_to_first_step": m.get("seconds_to_first_step") or float("nan"),
     }

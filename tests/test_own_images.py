@@ -58,7 +58,9 @@ def test_split_folders_must_agree_on_classes(cli, tmp_path):
         assert "validation folder's classes differ" in r.stderr and "lacks 'c'" in r.stderr
 
 
-def test_evaluate_reads_every_image_of_the_folder_it_is_given(cli, split_tree, tmp_path):
+def test_evaluate_reads_every_image_of_the_folder_it_is_given(
+    cli, split_tree, tmp_path, monkeypatch
+):
     run_dir = tmp_path / "run"
     r = cli("train", split_tree, "--model", "mlp", "--epochs", "4", "--run-dir", run_dir)
     assert r.exit_code == 0, r.stderr
@@ -68,6 +70,14 @@ def test_evaluate_reads_every_image_of_the_folder_it_is_given(cli, split_tree, t
     report = r.json()
     assert report["num_examples"] == 60 and report["split"] == "all"
     assert report["images_from"] == f"all 60 images of {other}"
+    from tfvision_cli.data import base
+
+    with monkeypatch.context() as m:  # as if the folder were larger than memory: streamed
+        m.setattr(base, "MEMORY_BUDGET", 1)
+        r = cli("evaluate", run_dir, "--dataset", other, "--json", "--no-plots")
+    assert r.exit_code == 0, r.stderr
+    for key in ("num_examples", "split", "accuracy", "confusion_matrix", "images_from"):
+        assert r.json()[key] == report[key], key
     assert "model: " in r.stderr and str(run_dir) in r.stderr
     # an explicit split still means that split, and the model's own data its test split
     r = cli("evaluate", run_dir, "--dataset", other, "--split", "test", "--json", "--no-plots")

@@ -109,16 +109,18 @@ def _check_fits(predictor, info, shape) -> None:
 
 
 def _stream_of(data, split: str | None, own: bool):
-    """The split as a Stream when its decoded images would not fit in memory, else None."""
+    """(Stream, split name) when the images to evaluate would not fit in memory, else None:
+    the split asked for (default test), or every image of someone else's plain folder."""
     from tfvision_cli.data.base import MEMORY_BUDGET
 
+    if split is None and not own and data.is_one_set:
+        every = sum(data.decoded_bytes(s) for s in data.info.splits)
+        return (data.stream_all(), "all") if every > MEMORY_BUDGET else None
     if split is None:
-        if not own and data.is_one_set:
-            return None  # a plain folder of someone else's images, evaluated whole in memory
         split = "test" if "test" in data.info.splits else None
     if split not in data.info.splits or data.decoded_bytes(split) <= MEMORY_BUDGET:
         return None
-    return data.stream(split)
+    return data.stream(split), split
 
 
 # Streamed evaluations keep the images of this many most confident mistakes (for the picture).
@@ -200,7 +202,7 @@ def evaluate(
     own = dataset is None or same_dataset(name, predictor.dataset)
     streamed = None if in_memory else _stream_of(data, split, own)
     if streamed is not None:  # larger than memory: read and predicted batch by batch
-        split = split or "test"
+        streamed, split = streamed
         shape = tuple(info.image_shape)
         labels, probs, mistakes = _predict_stream(predictor, streamed, batch_size)
         images = None

@@ -227,6 +227,12 @@ class ImageFolderDataset(Dataset):
             return None
         return self._decode(np.arange(len(self.tree.paths)))
 
+    def stream_all(self) -> Stream:
+        """Every image of a plain folder, streamed (as whole() gives them in memory)."""
+        tree = self.tree
+        paths = [str(p) for p in tree.paths]
+        return file_stream(paths, tree.labels, tree.image_size, tree.channels)
+
     def stream(self, split: str, carve: tuple = ()) -> Stream:
         """The split's files decoded by tf.data in parallel as they are used (the paths and
         labels alone in memory); carve (see Dataset): stratified and seeded, as in memory."""

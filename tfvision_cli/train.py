@@ -155,7 +155,7 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
             "replicas": placement.replicas, "strategy": placement.kind,
             "params": int(kept.count_params()),
             # equal on every worker of a multi-worker run: they trained one model
-            "weights_sha256": weights_digest(kept), "notes": splits.notes,
+            "weights_sha256": weights_digest(kept), "notes": splits.final_notes(),
         }  # fmt: skip
         if is_chief:
             write_json(run.metrics, metrics)

@@ -80,6 +80,19 @@ class Splits:
     shape: tuple[int, int, int]
     cache: str = "memory"  # memory, disk or none (streamed)
 
+    def final_notes(self) -> dict:
+        """notes, with the files that failed to decode while streamed added to those the
+        listing found unreadable."""
+        late = [
+            f for part in (self.train, self.val, self.test)
+            if isinstance(part, Stream) for f in part.skipped
+        ]  # fmt: skip
+        known = self.notes.get("skipped_files", [])
+        late = [f for f in dict.fromkeys(late) if f not in known]
+        if late:
+            self.notes["skipped_files"] = [*known, *late]
+        return self.notes
+
 
 def size(part) -> int:
     """The examples in a split, in memory or streamed (a carved TFDS stream's: estimated)."""

@@ -113,7 +113,8 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
     if "skipped_files" in splits.notes:
         emit("skipped", files=splits.notes["skipped_files"])
     # --cache disk: decoded images kept in a temporary folder for the epochs after the first
-    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfvision-cache-"))
+    disk = splits.cache == "disk"
+    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfvision-")) if disk else None
     pipes = build_pipelines(splits, info, config, placement.replicas, placement, scratch)
     emit("data", **describe_data(info, splits, pipes))
 

@@ -131,18 +131,17 @@ def _differ(first: str, split: str, names: list[str], other: list[str]) -> None:
 
 
 def decode_files(paths, labels, size, channels, failures: list[str], prefix: str = ""):
-    """(images, labels, kept paths) of the files that decode; the others go to failures."""
-    images, kept_labels, kept = [], [], []
+    """(images, labels) of the files that decode; the others go to failures."""
+    images, kept_labels = [], []
     for path, label in zip(paths, labels, strict=True):
         try:
             images.append(read_image(path, size, channels))
             kept_labels.append(label)
-            kept.append(path)
         except ImageReadError as e:
             failures.append(f"{prefix}{e}")
     h, w = size
     stacked = np.stack(images) if images else np.zeros((0, h, w, channels), np.uint8)
-    return stacked, np.asarray(kept_labels, dtype=np.int64), kept
+    return stacked, np.asarray(kept_labels, dtype=np.int64)
 
 
 # Folder names that mean a split (any case), as Keras, Ultralytics and ImageNet users lay data out.
@@ -216,11 +215,10 @@ class ImageFolderDataset(Dataset):
 
     def _decode(self, indices, split: str = ""):
         prefix = f"{split}: " if self.tree.given is not None and split else ""
-        images, labels, _ = decode_files(
+        return decode_files(
             [self.tree.paths[i] for i in indices], self.tree.labels[indices],
             self.tree.image_size, self.tree.channels, self.info.extra["failures"], prefix,
         )  # fmt: skip
-        return images, labels
 
     def whole(self):
         if self.tree.given is not None:
@@ -229,9 +227,7 @@ class ImageFolderDataset(Dataset):
 
     def stream_all(self) -> Stream:
         """Every image of a plain folder, streamed (as whole() gives them in memory)."""
-        tree = self.tree
-        paths = [str(p) for p in tree.paths]
-        return file_stream(paths, tree.labels, tree.image_size, tree.channels)
+        return self._stream_files(np.arange(len(self.tree.paths)))
 
     def stream(self, split: str, carve: tuple = ()) -> Stream:
         """The split's files decoded by tf.data in parallel as they are used (the paths and
@@ -240,10 +236,12 @@ class ImageFolderDataset(Dataset):
         for fraction, seed, inside in carve:
             parts = stratified_split(self.tree.labels[chosen], {"carved": fraction}, seed)
             chosen = chosen[parts.get("carved" if inside else "train", np.zeros(0, np.int64))]
-        return file_stream(
-            [str(self.tree.paths[i]) for i in chosen], self.tree.labels[chosen],
-            self.tree.image_size, self.tree.channels,
-        )  # fmt: skip
+        return self._stream_files(chosen)
+
+    def _stream_files(self, indices) -> Stream:
+        tree = self.tree
+        paths = [str(tree.paths[i]) for i in indices]
+        return file_stream(paths, tree.labels[indices], tree.image_size, tree.channels)
 
 
 def file_stream(paths: list[str], labels: np.ndarray, size, channels) -> Stream:

@@ -149,9 +149,8 @@ def load_splits(dataset, config: TrainConfig, workers: int = 1) -> Splits:
 
 def _stream_splits(dataset, config: TrainConfig, cache: str) -> Splits:
     """The splits as Streams: read from disk while training, never whole in memory."""
-    how = "by a hash of each record" if dataset.info.source in ("tfds", "prepared") else (
-        "stratified"
-    )  # fmt: skip
+    hashed = dataset.info.source in ("tfds", "prepared")
+    how = "by a hash of each record" if hashed else "stratified"
     notes = {"cache": cache}
     carve: tuple = ()
     if dataset.has_split("test"):
@@ -209,14 +208,14 @@ def build_pipelines(
     workers = placement.num_workers if placement is not None else 1
     streamed = splits.cache != "memory"
     shard = (placement.worker_index, workers) if streamed and workers > 1 else None
+    repeated = config.steps_per_epoch is not None or streamed  # epochs are `steps` long
 
     def cache_file(name: str) -> str | None:
         return str(Path(scratch) / name) if splits.cache == "disk" and scratch else None
 
     train = make_dataset(
         splits.train, n_classes, global_batch, shuffle=True, seed=config.seed, augment=augment,
-        repeat=config.steps_per_epoch is not None or streamed,
-        mix=mixer(config.mixup, config.cutmix, config.seed), shard=shard,
+        repeat=repeated, mix=mixer(config.mixup, config.cutmix, config.seed), shard=shard,
         cache_file=cache_file("train"),
     )  # fmt: skip
 
@@ -228,10 +227,7 @@ def build_pipelines(
     weights = None
     if config.class_weight == "balanced":
         weights = class_weights(_labels(splits.train), n_classes)
-    return Pipelines(
-        train, val, test, global_batch, steps, weights,
-        config.steps_per_epoch is not None or streamed,
-    )  # fmt: skip
+    return Pipelines(train, val, test, global_batch, steps, weights, repeated)
 
 
 def _labels(part) -> np.ndarray:

@@ -32,10 +32,15 @@ def open_image(path: str | os.PathLike):
     """PIL's Image.open (lazy: reads the header only) under tfvision's pixel limit."""
     from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    with warnings.catch_warnings():  # PIL warns between 1x and 2x its limit; callers refuse
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
+    # PIL's limit is a process-wide setting: tfvision's only while it opens a file (set for
+    # good, a test's lowered limit once broke matplotlib's reading of a plot in the same process)
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, MAX_PIXELS
+    try:
+        with warnings.catch_warnings():  # PIL warns between 1x and 2x its limit; callers refuse
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: int) -> np.ndarray:

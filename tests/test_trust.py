@@ -384,6 +384,46 @@ def test_sigterm_exits_130_and_leaves_no_temporary(
     assert not temps() and not (parent / "target").exists()
 
 
+@pytest.mark.parametrize("instant", ["after mkdir", "between the renames"])
+def test_an_interrupt_at_the_worst_instant_leaves_old_or_new_and_no_temporary(
+    tmp_path, monkeypatch, instant
+):
+    """The race CI once hit: SIGTERM the moment the temporary folder appeared."""
+    import os
+
+    from tfvision_cli import files
+
+    target = tmp_path / "target"
+    with files.atomic_dir(target, "export") as tmp:
+        (tmp / "a.txt").write_text("old")
+    calls = []
+    if instant == "after mkdir":
+        real = Path.mkdir
+
+        def mkdir(self, *a, **k):
+            real(self, *a, **k)
+            if files.is_temporary(self.name):
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(Path, "mkdir", mkdir)
+    else:
+        real = os.rename
+
+        def rename(src, dst):
+            real(src, dst)
+            calls.append(dst)
+            if len(calls) == 1:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(files.os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt), files.atomic_dir(target, "export", force=True) as tmp:
+        (tmp / "a.txt").write_text("new")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+    assert (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in target.iterdir()) == [files.MARKER, "a.txt"]
+
+
 def test_an_archive_is_extracted_under_the_output_and_always_removed(
     tmp_path, image_folder, monkeypatch
 ):

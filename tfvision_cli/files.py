@@ -113,13 +113,19 @@ def _stale(match: re.Match) -> bool:
     return pid != os.getpid() and not process_alive(pid)
 
 
-def make_temp_dir(parent: Path, name: str) -> Path:
-    """A new, marked temporary folder in parent for the target `name`."""
+@contextmanager
+def temp_dir(parent: Path, name: str) -> Iterator[Path]:
+    """A new, marked temporary folder in parent for the target `name`, removed when the block
+    ends. Its name is chosen before it is made and it is made inside the `try`, so an interrupt
+    at any instant (SIGTERM just after mkdir) leaves nothing behind."""
     tmp = Path(parent) / temp_name(name)
-    tmp.mkdir()
-    token = _TEMP.match(tmp.name).group("token")
-    (tmp / TEMP_MARKER).write_text(token)
-    return tmp
+    try:
+        tmp.mkdir()
+        (tmp / TEMP_MARKER).write_text(_TEMP.match(tmp.name).group("token"))
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def remove_stale_temp_dirs(parent: Path, name: str) -> None:
@@ -207,16 +213,12 @@ def atomic_dir(target: Path, kind: str, force: bool = False, flag: str = "--forc
     check_replaceable(target, kind, force, flag)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_dirs(target.parent, target.name)
-    tmp = make_temp_dir(target.parent, target.name)
-    try:
+    with temp_dir(target.parent, target.name) as tmp:
         yield tmp
         (tmp / TEMP_MARKER).unlink()
         write_json(tmp / MARKER, {"kind": kind, "files": _files(tmp)})
         check_replaceable(target, kind, force, flag)  # nothing was added there meanwhile
         _swap(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _swap(new: Path, target: Path) -> None:
@@ -224,9 +226,15 @@ def _swap(new: Path, target: Path) -> None:
     kill between the renames leaves nothing that a later run cannot recognise and remove."""
     if target.exists() and any(target.iterdir()):
         old = target.parent / temp_name(target.name)
-        (target / TEMP_MARKER).write_text(_TEMP.match(old.name).group("token"))
-        os.rename(target, old)
-        os.rename(new, target)
+        try:
+            (target / TEMP_MARKER).write_text(_TEMP.match(old.name).group("token"))
+            os.rename(target, old)
+            os.rename(new, target)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) before the new one is in place
+            if old.exists() and not target.exists():
+                os.rename(old, target)
+            (target / TEMP_MARKER).unlink(missing_ok=True)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         if target.exists():

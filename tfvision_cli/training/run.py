@@ -4,7 +4,6 @@ a worker that is not the chief writes."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -14,9 +13,9 @@ from tfvision_cli import __version__
 from tfvision_cli.config import TrainConfig, to_yaml
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import (
-    make_temp_dir,
     remove_stale_temp_dirs,
     remove_stale_temp_files,
+    temp_dir,
     write_json,
     write_text_atomic,
 )
@@ -114,8 +113,5 @@ def own_files(run: RunDir, is_chief: bool, worker: int) -> Iterator[RunDir]:
         return
     tmp, name = Path(tempfile.gettempdir()), f"tfvision-worker{worker}"
     remove_stale_temp_dirs(tmp, name)  # left by killed workers
-    scratch = make_temp_dir(tmp, name)
-    try:
+    with temp_dir(tmp, name) as scratch:
         yield RunDir(scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

@@ -41,6 +41,20 @@ def float_path(model):
     return keras.Model(stem.output, model.output), stem
 
 
+def score_head(model):
+    """(the tensor to cut the model at, a function from it to the class scores explained).
+
+    The scores are those before the softmax, as in Simonyan et al. 2014 and Grad-CAM (their
+    gradients are not bent by the other classes' probabilities), when the model ends in a
+    Dense softmax (every registry model does); else the log-probabilities."""
+    import keras
+
+    head = model.layers[-1]
+    if isinstance(head, keras.layers.Dense) and head.activation is keras.activations.softmax:
+        return head.input, lambda t: keras.ops.matmul(t, head.kernel) + head.bias
+    return model.output, lambda p: keras.ops.log(p + 1e-12)
+
+
 @dataclass
 class Explainer:
     model: object  # the whole Keras model (uint8 in)
@@ -49,7 +63,11 @@ class Explainer:
     smooth: int = 0
 
     def __post_init__(self):
-        self.float_model, self.stem = float_path(self.model)
+        import keras
+
+        _, self.stem = float_path(self.model)
+        cut, self.scores = score_head(self.model)
+        self.float_model = keras.Model(self.stem.output, cut)
 
     def maps(self, images: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """(n, H, W) non-negative maps at the model's input resolution, each summing to 1."""
@@ -76,8 +94,8 @@ class Explainer:
         tf = import_tf()
         with tf.GradientTape() as tape:
             tape.watch(x)
-            probs = self.float_model(x, training=False)
-            score = tf.math.log(tf.gather(probs, targets, batch_dims=1) + 1e-12)
+            scores = self.scores(self.float_model(x, training=False))
+            score = tf.gather(scores, targets, batch_dims=1)
         return tape.gradient(score, x)
 
     def _saliency(self, x, targets):
@@ -146,21 +164,22 @@ def gradcam(model, stem, x, targets):
     if layer is None:
         raise UsageError("Grad-CAM needs a spatial layer (a feature map or patch tokens)")
     grid = layer.output.shape[1:3]
+    cut, scores = score_head(model)
     if nest is None:
         layer = _tokens_after(model, layer) or layer
-        parts = [keras.Model(stem.output, [layer.output, model.output])]
+        parts = [keras.Model(stem.output, [layer.output, cut])]
     else:  # the feature map lives inside a nested backbone: run the model in three parts
         parts = [keras.Model(stem.output, nest.input),
                  keras.Model(nest.inputs, [layer.output, nest.output]),
-                 keras.Model(nest.output, model.output)]  # fmt: skip
+                 keras.Model(nest.output, cut)]  # fmt: skip
     with tf.GradientTape() as tape:
         if nest is None:
-            features, probs = parts[0](x, training=False)
+            features, before = parts[0](x, training=False)
         else:
             features, pooled = parts[1](parts[0](x, training=False), training=False)
-            probs = parts[2](pooled, training=False)
+            before = parts[2](pooled, training=False)
         tape.watch(features)
-        score = tf.math.log(tf.gather(probs, targets, batch_dims=1) + 1e-12)
+        score = tf.gather(scores(before), targets, batch_dims=1)
     grads = tape.gradient(score, features)
     if len(features.shape) == 3:  # patch tokens back on their grid
         features = tf.reshape(features, (-1, grid[0], grid[1], features.shape[-1]))

@@ -146,3 +146,24 @@ def test_adversarial_training_runs_and_keeps_a_plain_model(cli, tmp_path):
     for bad in ("fgsm", "pgd:2", "cw:0.1"):
         r = cli("train", "digits", "--adversarial", bad)
         assert r.exit_code == 2 and "--adversarial takes fgsm:EPS or pgd:EPS" in r.stderr
+
+
+def test_attacks_stay_in_their_budget_and_training_starts_anew_each_step():
+    """Attacks stay within eps of the image and in 0..255; adversarial training's FGSM (a random
+    start, a step of 1.25 eps) too; a new seed (the training step) draws a new random start."""
+    import tensorflow as tf
+
+    from tfvision_cli.adversarial import perturb
+
+    rng = np.random.default_rng(0)
+    x0 = tf.constant(rng.integers(0, 256, (8, 6, 6, 1)).astype(np.float32))
+    y = tf.constant(rng.integers(0, 3, 8).astype(np.int32))
+    w = tf.constant(rng.normal(size=(36, 3)).astype(np.float32))
+    forward = lambda v: tf.nn.softmax(tf.reshape(v / 255.0, (-1, 36)) @ w)  # noqa: E731
+    eps = 0.1
+    train = [perturb(forward, x0, y, "fgsm", eps, seed=s, random_start=True,
+                     step=1.25 * 255 * eps) for s in (1, 2)]  # fmt: skip
+    for adv in (perturb(forward, x0, y, "fgsm", eps), perturb(forward, x0, y, "pgd", eps), *train):
+        assert 0 < float(tf.reduce_max(tf.abs(adv - x0))) <= 255 * eps + 1e-3
+        assert float(tf.reduce_min(adv)) >= 0 and float(tf.reduce_max(adv)) <= 255
+    assert not np.array_equal(train[0].numpy(), train[1].numpy())

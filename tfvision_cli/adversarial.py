@@ -91,16 +91,17 @@ def trainer(model, kind: str, eps: float, share: float):
 
         def train_step(self, data):
             x, y, weights = keras.utils.unpack_x_y_sample_weight(data)
-            x0 = tf.cast(x, tf.float32)
-            fgsm = kind == "fgsm"
-            adv = perturb(lambda v: rest(stem(v), training=False), x0, y, kind, eps,
-                          steps=TRAIN_PGD_STEPS, seed=0, random_start=True,
-                          step=1.25 * 255.0 * eps if fgsm else None)  # fmt: skip
-            adv = tf.cast(tf.round(adv), x.dtype)
             n = tf.shape(x)[0]
+            # the first k of a shuffled batch, a random subset, are attacked; only they are
+            # computed (an attack costs one or TRAIN_PGD_STEPS gradients an image)
             k = tf.cast(tf.round(share * tf.cast(n, tf.float32)), tf.int32)
-            chosen = tf.range(n) < k  # the first k of a shuffled batch: a random subset
-            mixed = tf.where(chosen[:, None, None, None], adv, x)
+            fgsm = kind == "fgsm"
+            # a new random start every step (a fixed one is a pattern the model can learn)
+            step_seed = tf.cast(self.optimizer.iterations, tf.int32)
+            adv = perturb(lambda v: rest(stem(v), training=False), tf.cast(x[:k], tf.float32),
+                          y[:k], kind, eps, steps=TRAIN_PGD_STEPS, seed=step_seed,
+                          random_start=True, step=1.25 * 255.0 * eps if fgsm else None)  # fmt: skip
+            mixed = tf.concat([tf.cast(tf.round(adv), x.dtype), x[k:]], axis=0)
             return super().train_step((mixed, y, weights) if weights is not None else (mixed, y))
 
     wrapper = AdversarialTraining(model, name="adversarial_training")

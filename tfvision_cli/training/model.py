@@ -63,6 +63,10 @@ def compile_model(model, config: TrainConfig, steps: int, placement) -> None:
             steps_per_execution=config.steps_per_execution,
             jit_compile=config.xla,
         )
+        # Keras builds the optimizer inside the first trace of the train step when no strategy
+        # was set explicitly; its slot variables created there make TensorFlow trace the step
+        # a second time (about 1 s of the first step here)
+        model.optimizer.build(model.trainable_variables)
 
 
 @contextlib.contextmanager

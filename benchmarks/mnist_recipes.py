@@ -69,6 +69,7 @@ def _num(v: float) -> str:
 
 def compute_table(med: dict) -> list[str]:
     """FLOPs per image of the models and the GFLOP/s the runs achieved, next to the CPU's peak."""
+    from tfvision_cli.config import PRESETS
     from tfvision_cli.models.registry import create_model
     from tfvision_cli.models.summary import flops_per_image
 
@@ -84,7 +85,10 @@ def compute_table(med: dict) -> list[str]:
         "reference (Keras example)": ("cnn", {}),
         "tfvision, reference settings": ("cnn", {}),
         "tfvision train mnist": ("fastnet", {}),
-        "tfvision --preset fast": ("fastnet", {"width": 16}),
+        "tfvision --preset fast": (
+            PRESETS["fast"].get("model", "fastnet"),
+            PRESETS["fast"].get("model_options", {}),
+        ),
         "tfvision --model mlp --epochs 10": ("mlp", {}),
     }
     lines = [

@@ -284,7 +284,8 @@ def test_presets_are_settings_that_flags_override():
     from tfvision_cli.config import resolve
 
     fast = resolve(None, None, {"preset": "fast"})
-    assert fast.model == "fastnet" and fast.model_options == {"width": 16} and fast.epochs == 2
+    fast_settings = (fast.model, fast.epochs, fast.batch_size, fast.learning_rate)
+    assert fast_settings == ("fastnet", 2, 256, 0.006)
     assert resolve(None, None, {"preset": "fast", "epochs": 3}).epochs == 3
     ref = resolve(None, None, {"preset": "keras-example"})
     assert (ref.model, ref.epochs, ref.batch_size, ref.schedule) == ("cnn", 15, 128, "constant")

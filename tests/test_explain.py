@@ -167,3 +167,21 @@ def test_attacks_stay_in_their_budget_and_training_starts_anew_each_step():
         assert 0 < float(tf.reduce_max(tf.abs(adv - x0))) <= 255 * eps + 1e-3
         assert float(tf.reduce_min(adv)) >= 0 and float(tf.reduce_max(adv)) <= 255
     assert not np.array_equal(train[0].numpy(), train[1].numpy())
+
+
+def test_maps_explain_the_score_before_the_softmax():
+    """The explained scores are the logits: log-probabilities up to one constant per image."""
+    import keras
+
+    from tfvision_cli.explain import find_stem, score_head
+    from tfvision_cli.models.registry import create_model
+
+    model = create_model("cnn", (12, 12, 1), 4)
+    images = np.random.default_rng(0).integers(0, 256, (5, 12, 12, 1)).astype(np.uint8)
+    cut, scores = score_head(model)
+    assert cut is model.layers[-1].input
+    logits = np.asarray(scores(keras.Model(find_stem(model).output, cut)(find_stem(model)(images))))
+    log_probs = np.log(model.predict(images, verbose=0))
+    shift = logits - log_probs
+    assert np.allclose(shift, shift[:, :1], atol=1e-4)
+    assert not np.allclose(logits, log_probs, atol=1e-3)  # not the log-probabilities themselves

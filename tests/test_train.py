@@ -382,3 +382,18 @@ def test_an_interruption_swallowed_where_it_landed_still_stops_the_run(cli, tmp_
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert len((run / "history.csv").read_text().splitlines()) <= 2  # stopped in epoch 1
     interrupts.requested.clear()
+
+
+def test_the_optimizer_is_built_at_compile_so_the_train_step_is_traced_once():
+    """Adam's slots made inside the first trace made TensorFlow trace the step twice."""
+    from tfvision_cli.config import resolve
+    from tfvision_cli.distribute import choose_strategy
+    from tfvision_cli.models.registry import create_model
+    from tfvision_cli.training.model import compile_model
+
+    model = create_model("mlp", (8, 8, 1), 3)
+    config = resolve(None, None, {"epochs": 2})
+    compile_model(model, config, steps=10, placement=choose_strategy("auto"))
+    assert model.optimizer.built
+    momentum = [v for v in model.optimizer.variables if v.path.endswith("_momentum")]
+    assert len(momentum) == len(model.trainable_variables) > 0

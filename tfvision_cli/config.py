@@ -190,9 +190,9 @@ class TrainConfig:
     cache: str = option(
         "auto",
         "Where decoded images live while training: memory (decoded once: fastest, needs the "
-        "room), disk (decoded once into a file in the run folder), none (read and decoded from "
-        "the files each epoch: memory flat at any size); auto: memory when all splits fit in "
-        "256 MiB on a single machine, else none.",
+        "room), disk (decoded once into a temporary file, removed after training), none (read "
+        "and decoded from the files each epoch: memory flat at any size); auto: memory when all "
+        "splits fit in 256 MiB on a single machine, else none.",
         choices=CACHES,
     )
     image_size: list[int] | None = option(None, "Resize images to H or H,W.", cli=False)

@@ -28,16 +28,22 @@ METHODS = ("saliency", "integrated-gradients", "gradcam")
 _STEMS = ("rescale", "to_float")
 
 
-def float_path(model):
-    """(the model from its rescaled float input to its probabilities, the rescaling layer)."""
-    import keras
-
+def find_stem(model):
+    """The model's rescaling layer: gradients are taken from its float output."""
     stem = next((layer for layer in model.layers if layer.name in _STEMS), None)
     if stem is None:
         raise UsageError(
             "this model has no rescaling layer at its input (rescale/to_float): its gradients "
             "cannot be taken from the float image"
         )
+    return stem
+
+
+def float_path(model):
+    """(the model from its rescaled float input to its probabilities, the rescaling layer)."""
+    import keras
+
+    stem = find_stem(model)
     return keras.Model(stem.output, model.output), stem
 
 
@@ -65,7 +71,7 @@ class Explainer:
     def __post_init__(self):
         import keras
 
-        _, self.stem = float_path(self.model)
+        self.stem = find_stem(self.model)
         cut, self.scores = score_head(self.model)
         self.float_model = keras.Model(self.stem.output, cut)
 

@@ -183,7 +183,7 @@ def _accuracy(model, batches) -> float:
 @contextlib.contextmanager
 def open_length() -> Iterator[None]:
     """Keras warns "Your input ran out of data" at the end of every pass over a streamed split
-    whose length tf.data does not know (a filter leaves it open); training data always has a
+    whose length tf.data does not know (a carved part's is open); training data always has a
     known length or repeats, so within tfvision the warning is noise."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)

@@ -9,7 +9,7 @@
    paired verdict, sizes and latencies.
 
     TFDS_DATA_DIR=... python benchmarks/compress_mnist.py --student-option hidden=800 \
-        --seeds 0 1 2
+        --student-option depth=2 --seeds 0 1 2 3 4
 
 Prints one JSON object per step and a summary; RESULTS.md keeps the figures.
 """

@@ -113,3 +113,16 @@ def test_pretrained_without_network_is_a_clear_error(cli, tmp_path, monkeypatch)
     )
     assert r.exit_code == 1
     assert "ImageNet weights" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mlp_depth_stacks_hidden_layers():
+    """Hinton et al.'s distillation student is 784-800-800-10: `depth` stacks the hidden layer."""
+    import keras
+
+    def dense_units(model):
+        return [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+    assert dense_units(create_model("mlp", (28, 28, 1), 10)) == [128, 10]
+    assert dense_units(create_model("mlp", (28, 28, 1), 10, hidden=800, depth=2)) == [800, 800, 10]
+    with pytest.raises(UsageError):
+        create_model("mlp", (28, 28, 1), 10, depth=0)

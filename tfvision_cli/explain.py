@@ -192,7 +192,8 @@ def gradcam(model, stem, x, targets):
         grads = tf.reshape(grads, features.shape)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
-    return tf.image.resize(cam[..., None], x.shape[1:3], method="bilinear")[..., 0]
+    # bicubic, as the Keras Grad-CAM example's PIL resize; its overshoot below 0 is cut by maps()
+    return tf.image.resize(cam[..., None], x.shape[1:3], method="bicubic")[..., 0]
 
 
 def randomized(model, share: float, seed: int = 0):

@@ -76,7 +76,7 @@ def test_explain_writes_a_heatmap_and_an_overlay_per_image(cli, mnist_run, mnist
     assert r.exit_code == 2 and "unknown class 'seven'" in r.stderr
 
 
-def test_an_export_cannot_be_explained(cli, tmp_path):
+def test_an_export_cannot_be_explained_nor_an_mlp_by_gradcam(cli, tmp_path):
     run = tmp_path / "run"
     assert (
         cli("train", "digits", "--model", "mlp", "--epochs", "1", "--run-dir", run).exit_code == 0
@@ -86,6 +86,10 @@ def test_an_export_cannot_be_explained(cli, tmp_path):
     write_image(tmp_path / "x.png", np.zeros((8, 8), np.uint8))
     r = cli("explain", tflite, tmp_path / "x.png")
     assert r.exit_code == 2 and "cannot be explained" in r.stderr
+    # an MLP has no feature map after its input: Grad-CAM says so (it was "Graph disconnected")
+    r = cli("explain", run, tmp_path / "x.png", "--method", "gradcam")
+    assert r.exit_code == 2 and "this model has none: use --method saliency" in r.stderr
+    assert cli("explain", run, tmp_path / "x.png", "--out", tmp_path / "maps").exit_code == 0
 
 
 def test_robustness_is_consistent_at_eps_zero_and_never_rises_with_eps(cli, mnist_run, tmp_path):

@@ -137,6 +137,8 @@ def _feature_layer(model):
     import keras
 
     for layer in reversed(model.layers):
+        if layer.name in _STEMS or isinstance(layer, keras.layers.InputLayer):
+            break  # the image itself is no feature map (an MLP flattens it at once)
         if isinstance(layer, keras.Model):
             inner, _ = _feature_layer(layer) if len(layer.output.shape) == 2 else (None, None)
             if inner is not None:
@@ -168,7 +170,10 @@ def gradcam(model, stem, x, targets):
     tf = import_tf()
     layer, nest = _feature_layer(model)
     if layer is None:
-        raise UsageError("Grad-CAM needs a spatial layer (a feature map or patch tokens)")
+        raise UsageError(
+            "Grad-CAM needs a spatial layer after the input (a feature map or patch tokens) and "
+            "this model has none: use --method saliency or integrated-gradients"
+        )
     grid = layer.output.shape[1:3]
     cut, scores = score_head(model)
     if nest is None:

@@ -36,6 +36,39 @@ def test_a_keras_file_with_a_lambda_layer_is_refused(cli, tmp_path):
     assert marker.exists()
 
 
+def test_a_dataset_folder_cannot_choose_code_to_import(cli, mnist, tmp_path, monkeypatch):
+    """TFDS imports the module a features.json names; tfvision reads only TFDS's own classes,
+    in a prepared folder and in a TFDS data directory alike."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    marker = tmp_path / "code-ran"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "planted_feature.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    version = next(p for p in (Path(mnist) / "mnist").iterdir() if p.name[0].isdigit())
+    folder = tmp_path / "data" / "mnist" / version.name
+    folder.mkdir(parents=True)
+    for meta in version.glob("*.json"):
+        shutil.copy(meta, folder)
+    features = json.loads((folder / "features.json").read_text())
+    features["featuresDict"]["features"]["label"]["pythonClassName"] = "planted_feature.Label"
+    (folder / "features.json").write_text(json.dumps(features))
+    r = cli("data", "info", tmp_path / "data")  # a prepared folder
+    assert r.exit_code == 1 and "'planted_feature.Label'" in r.stderr, r.stderr
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "data"))
+    r = cli("data", "info", "mnist")  # a TFDS data directory
+    assert r.exit_code == 1 and "must not choose code to run" in r.stderr, r.stderr
+    assert not marker.exists()
+    # the check can fail: TFDS itself imports the planted module
+    import tensorflow_datasets as tfds
+
+    with pytest.raises(ValueError):
+        tfds.builder_from_directory(str(folder))
+    assert marker.exists()
+
+
 def test_a_config_file_cannot_run_code(tmp_path):
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.yaml"

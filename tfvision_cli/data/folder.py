@@ -291,10 +291,9 @@ class PreparedDataset(Dataset):
     """A TFDS directory on disk, as `tfvision preprocess` writes it."""
 
     def __init__(self, version_dir: Path):
-        from tfvision_cli.data.tfds_source import TfdsDataset
-        from tfvision_cli.tf_import import tfds
+        from tfvision_cli.data.tfds_source import TfdsDataset, builder_from_folder
 
-        builder = tfds().builder_from_directory(str(version_dir))
+        builder = builder_from_folder(version_dir)
         self._tfds = TfdsDataset.from_builder(builder, name=str(version_dir))
         root = version_dir.parent.parent
         meta_path = root / METADATA_FILE

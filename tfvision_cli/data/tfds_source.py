@@ -48,6 +48,44 @@ def _prepared_dir(name: str, data_dir: str | None) -> Path | None:
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
+def builder_from_folder(version_dir: Path):
+    """tfds.builder_from_directory, once the folder's feature classes are TFDS's own: TFDS
+    imports whatever module a features.json names (FeatureConnector.cls_from_name), and a
+    folder from elsewhere must not choose code to run."""
+    import json
+
+    for meta in ("features.json", "dataset_info.json"):
+        path = version_dir / meta
+        try:
+            text = path.read_text() if path.is_file() else "{}"
+            names = _class_names(json.loads(text))
+        except (OSError, ValueError, RecursionError):
+            raise DataError(f"{path} is not readable JSON") from None
+        foreign = sorted(n for n in names if not n.startswith("tensorflow_datasets."))
+        if foreign:
+            raise DataError(
+                f"{path} names the Python class {foreign[0]!r}: only TFDS's own feature "
+                "classes are read (a dataset folder must not choose code to run)"
+            )
+    return import_tfds().builder_from_directory(str(version_dir))
+
+
+def _class_names(value) -> set[str]:
+    """Every feature class a TFDS metadata file names, at any depth."""
+    names, stack = set(), [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, v in item.items():
+                if key in ("pythonClassName", "python_class_name"):
+                    names.add(str(v))
+                else:
+                    stack.append(v)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return names
+
+
 def get_builder(name: str, data_dir: str | None):
     """The dataset's TFDS builder. A prepared dataset is read from its folder: `tfds.builder`
     first imports TFDS's ~500 legacy builder modules (0.2 s of every start, benchmarks/RESULTS.md);
@@ -55,10 +93,7 @@ def get_builder(name: str, data_dir: str | None):
     tfds = import_tfds()
     prepared = _prepared_dir(name, data_dir)
     if prepared is not None:
-        try:
-            return tfds.builder_from_directory(str(prepared))
-        except Exception:  # noqa: BLE001 - whatever TFDS makes of a damaged folder, it says below
-            pass
+        return builder_from_folder(prepared)
     try:
         return tfds.builder(name, data_dir=resolve_data_dir(data_dir))
     except tfds.core.registered.DatasetNotFoundError:

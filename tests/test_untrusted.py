@@ -60,6 +60,9 @@ def test_a_dataset_folder_cannot_choose_code_to_import(cli, mnist, tmp_path, mon
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "data"))
     r = cli("data", "info", "mnist")  # a TFDS data directory
     assert r.exit_code == 1 and "must not choose code to run" in r.stderr, r.stderr
+    shutil.copytree(version, folder.parent / "1.0.0", ignore=shutil.ignore_patterns("*record*"))
+    r = cli("data", "info", "mnist")  # two versions: TFDS would choose, after the check
+    assert r.exit_code == 1 and "must not choose code to run" in r.stderr, r.stderr
     assert not marker.exists()
     # the check can fail: TFDS itself imports the planted module
     import tensorflow_datasets as tfds

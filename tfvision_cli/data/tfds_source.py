@@ -31,27 +31,35 @@ def resolve_data_dir(data_dir: str | None) -> str | None:
 
 
 def _prepared_dir(name: str, data_dir: str | None) -> Path | None:
-    """DATA_DIR/NAME/VERSION when exactly one version of a plain name is prepared there."""
-    if "/" in name or ":" in name:  # a config or a pinned version: TFDS resolves those
-        return None
-    root = Path(resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser() / name
+    """DATA_DIR/NAME/VERSION when exactly one version of a plain name is prepared there. Every
+    prepared folder of the name (configs too) is checked first: TFDS may read any of them."""
+    base = name.split(":")[0].split("/")[0]
+    root = Path(resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser() / base
     try:
-        found = [
-            p for p in root.iterdir()
-            if _VERSION.fullmatch(p.name) and (p / "dataset_info.json").is_file()
-        ]  # fmt: skip
+        prepared = [p.parent for p in (*root.glob("*/dataset_info.json"),
+                                       *root.glob("*/*/dataset_info.json"))]  # fmt: skip
     except OSError:
         return None
-    return found[0] if len(found) == 1 else None
+    for folder in prepared:
+        check_feature_classes(folder)
+    if name != base:  # a config or a pinned version: TFDS resolves those
+        return None
+    versions = [p for p in prepared if p.parent == root and _VERSION.fullmatch(p.name)]
+    return versions[0] if len(versions) == 1 else None
 
 
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
 def builder_from_folder(version_dir: Path):
-    """tfds.builder_from_directory, once the folder's feature classes are TFDS's own: TFDS
-    imports whatever module a features.json names (FeatureConnector.cls_from_name), and a
-    folder from elsewhere must not choose code to run."""
+    """tfds.builder_from_directory, once the folder's feature classes are TFDS's own."""
+    check_feature_classes(version_dir)
+    return import_tfds().builder_from_directory(str(version_dir))
+
+
+def check_feature_classes(version_dir: Path) -> None:
+    """TFDS imports whatever module a features.json names (FeatureConnector.cls_from_name): a
+    folder from elsewhere must not choose code to run, so only TFDS's own classes pass."""
     import json
 
     for meta in ("features.json", "dataset_info.json"):
@@ -67,7 +75,6 @@ def builder_from_folder(version_dir: Path):
                 f"{path} names the Python class {foreign[0]!r}: only TFDS's own feature "
                 "classes are read (a dataset folder must not choose code to run)"
             )
-    return import_tfds().builder_from_directory(str(version_dir))
 
 
 def _class_names(value) -> set[str]:

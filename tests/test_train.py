@@ -273,6 +273,25 @@ def test_sigterm_is_an_interruption_that_says_how_to_resume(tmp_path, mnist):
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
 
 
+def test_an_interrupt_that_a_library_turned_into_another_error_still_says_how_to_resume(
+    cli, monkeypatch
+):
+    """TensorFlow raises TypeError from a KeyboardInterrupt that lands while it traces: once a
+    signal came, train still reports the interruption with its --resume hint (exit 130)."""
+    from tfvision_cli import interrupts
+
+    def interrupted_while_tracing(config, **kwargs):
+        interrupts.requested.set()  # what the signal handler does first
+        raise TypeError("<built-in function ...> returned a result with an exception set")
+
+    monkeypatch.setattr("tfvision_cli.train.train", interrupted_while_tracing)
+    r = cli("train", "digits", "--epochs", "1")
+    assert r.exit_code == 130 and "--resume" in r.stderr, r.stderr
+    monkeypatch.setattr(interrupts.requested, "set", lambda: None)  # no signal: a plain bug
+    r = cli("train", "digits", "--epochs", "1")
+    assert r.exit_code == 1 and "TypeError" in r.stderr and "--resume" not in r.stderr
+
+
 @pytest.mark.slow
 def test_default_recipe_reaches_99_percent_on_mnist(cli, mnist):
     """`tfvision train mnist` with no other option: the headline promise."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tfvision_cli import console
+from tfvision_cli import console, interrupts
 from tfvision_cli.cli.common import flag, run_dir_of
 from tfvision_cli.cli.complete import complete_datasets, complete_runs
 from tfvision_cli.cli.options import config_options, given
@@ -114,7 +114,11 @@ def train(ctx: typer.Context, **values) -> None:
     reporter = console.TrainingReporter()
     try:
         result = do_train(config, run_dir=run_dir, resume=resume, on_event=reporter)
-    except KeyboardInterrupt:
+    except BaseException as e:
+        # once Ctrl-C or SIGTERM came, whatever comes out is the interruption: TensorFlow turns
+        # a KeyboardInterrupt that lands while it traces into a TypeError
+        if not (isinstance(e, KeyboardInterrupt) or interrupts.requested.is_set()):
+            raise
         reporter.close()
         where = f" --run-dir {reporter.run_path}" if reporter.run_path else ""
         raise Interrupted(

@@ -30,6 +30,9 @@ def resolve_data_dir(data_dir: str | None) -> str | None:
     return data_dir or os.environ.get("TFDS_DATA_DIR") or None
 
 
+_VERSION = re.compile(r"\d+\.\d+\.\d+")
+
+
 def _prepared_dir(name: str, data_dir: str | None) -> Path | None:
     """DATA_DIR/NAME/VERSION when exactly one version of a plain name is prepared there. Every
     prepared folder of the name (configs too) is checked first: TFDS may read any of them."""
@@ -46,9 +49,6 @@ def _prepared_dir(name: str, data_dir: str | None) -> Path | None:
         return None
     versions = [p for p in prepared if p.parent == root and _VERSION.fullmatch(p.name)]
     return versions[0] if len(versions) == 1 else None
-
-
-_VERSION = re.compile(r"\d+\.\d+\.\d+")
 
 
 def builder_from_folder(version_dir: Path):
@@ -99,8 +99,8 @@ def get_builder(name: str, data_dir: str | None):
     with several versions prepared, or none, TFDS chooses as usual."""
     tfds = import_tfds()
     prepared = _prepared_dir(name, data_dir)
-    if prepared is not None:
-        return builder_from_folder(prepared)
+    if prepared is not None:  # its feature classes were checked by _prepared_dir
+        return tfds.builder_from_directory(str(prepared))
     try:
         return tfds.builder(name, data_dir=resolve_data_dir(data_dir))
     except tfds.core.registered.DatasetNotFoundError:

@@ -188,3 +188,12 @@ def test_bad_values_are_one_line_usage_errors_and_write_nothing(
     assert len(errors) == 1 and message in errors[0], r.stderr
     assert "Traceback" not in r.stderr
     assert not list(tmp_path.rglob("*")), "a failed command left files behind"
+
+
+def test_log_lines_are_never_wrapped_when_stderr_is_not_a_terminal(capsys):
+    """A piped or logged stderr gets a path whole, however long (Rich wraps at 80 otherwise)."""
+    from tfvision_cli import console
+
+    path = "/data/" + "/".join(["a-rather-long-folder-name"] * 12) + "/model.keras"
+    console.log("model: {path}", path=path)
+    assert f"model: {path}\n" in capsys.readouterr().err

@@ -51,8 +51,8 @@ def stdout_is_terminal() -> bool:
 def log(markup: str, **values: Any) -> None:
     """A line of progress for people, on stderr. markup is tfvision's own Rich markup; user
     text goes in values, each escaped: log("[green]wrote[/] {path}", path=out)."""
-    if not _quiet:
-        err.print(_prefix + _fill(markup, values))
+    if not _quiet:  # piped or logged: one line per line, a long path never broken
+        err.print(_prefix + _fill(markup, values), soft_wrap=not err.is_terminal)
 
 
 def _fill(markup: str, values: dict[str, Any]) -> str:

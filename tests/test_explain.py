@@ -41,17 +41,47 @@ def test_maps_point_at_the_digit(mnist_run, mnist_test, method, at_least):
     assert ratio >= at_least, f"{method}: {ratio:.2f}x the digit's share of the area"
 
 
-def test_saliency_points_at_the_digit_on_the_classic_convnet(cli, mnist, mnist_test, tmp_path):
-    """Plain saliency puts >= 2x its share of mass on the strokes of the Keras example's convnet
-    (measured: 2.6x after these 400 steps, 2.5x after the default schedule, 2.1x after the
-    example's own 15 epochs); not on the default fastnet (0.93x, see the note above)."""
+def test_every_map_points_at_the_digit_on_the_classic_convnet(cli, mnist, mnist_test, tmp_path):
+    """Issue 18's three figures on one model, the Keras example's convnet: saliency and
+    integrated gradients >= 2x their share of mass on the strokes, Grad-CAM >= 1.3x (measured
+    on these 64 images after these 800 steps: 2.45x, 6.5x, 1.50x; on 256 images after the
+    default schedule: 2.53x, 6.5x, 1.60x). Plain saliency is not 2x on the default fastnet
+    (0.93x, see the note above)."""
     run = tmp_path / "cnn"
     r = cli("train", "mnist", "--model", "cnn", "--label-smoothing", "0", "--epochs", "2",
-            "--steps-per-epoch", "200", "--run-dir", run, "--json")  # fmt: skip
+            "--steps-per-epoch", "400", "--run-dir", run, "--json")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    for method in ("saliency", "integrated-gradients"):
+    for method, at_least in (("saliency", 2.0), ("integrated-gradients", 2.0), ("gradcam", 1.3)):
         ratio = digit_ratio(run / "model.keras", method, *mnist_test)
-        assert ratio >= 2.0, f"{method}: {ratio:.2f}x the digit's share of the area"
+        assert ratio >= at_least, f"{method}: {ratio:.2f}x the digit's share of the area"
+
+
+@pytest.mark.parametrize(
+    "name, layer, grid",
+    [
+        ("cnn", "conv2d", (11, 11)),  # the last convolution, not the 5x5 max pooling after it
+        ("lenet5", "c3", (10, 10)),  # not s4, its average pooling
+        ("fastnet", "b2_relu", (4, 4)),
+        ("vit", "patch_embed", (7, 7)),  # weighed on the patch tokens of the last block
+        ("mobilenet_v2", "block_13_expand_relu", (2, 2)),  # inside the nested backbone; at 32x32
+        # its last map is 1x1 and the 3x3 before it is zero padding
+    ],
+)
+def test_gradcam_weighs_the_last_convolutional_maps(name, layer, grid):
+    """Grad-CAM finds its layer itself (Selvaraju et al.'s last convolutional maps), also inside
+    a keras.applications backbone (that case died with "not connected to inputs"), and gives
+    one finite map per image at the image's resolution."""
+    from tfvision_cli.explain import Explainer, _feature_layer
+    from tfvision_cli.models.registry import create_model
+
+    model = create_model(name, (28, 28, 1), 10)
+    found, nest = _feature_layer(model)
+    assert found.name.startswith(layer) and tuple(found.output.shape[1:3]) == grid
+    assert (nest is not None) == (name == "mobilenet_v2")
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
+    maps = Explainer(model, "gradcam").maps(images, np.array([0, 1, 2]))
+    assert maps.shape == (3, 28, 28) and np.isfinite(maps).all()
+    assert np.allclose(maps.sum((1, 2)), 1)
 
 
 def test_the_sanity_check_fires_for_maps_that_ignore_the_weights(mnist_run, mnist_test):

@@ -133,9 +133,15 @@ def _is_grid(shape) -> bool:
 
 
 def _feature_layer(model):
-    """(the layer whose output Grad-CAM weighs, the nested model holding it or None)."""
+    """(the layer whose output Grad-CAM weighs, the nested model holding it or None).
+
+    The last convolutional layer's maps, as Selvaraju et al. weigh (VGG-16's conv5_3 at 14x14,
+    not pool5 at 7x7): a pooling layer after them only coarsens the map, a padding layer only
+    frames it with zeros. Those are taken only when no other layer holds a grid."""
     import keras
 
+    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.ZeroPadding2D)
+    pooled = None
     for layer in reversed(model.layers):
         if layer.name in _STEMS or isinstance(layer, keras.layers.InputLayer):
             break  # the image itself is no feature map (an MLP flattens it at once)
@@ -144,8 +150,10 @@ def _feature_layer(model):
             if inner is not None:
                 return inner, layer
         if _is_grid(layer.output.shape):
-            return layer, None
-    return None, None
+            if not isinstance(layer, pools):
+                return layer, None
+            pooled = pooled or layer
+    return pooled, None
 
 
 def _tokens_after(model, grid_layer):
@@ -180,9 +188,12 @@ def gradcam(model, stem, x, targets):
         layer = _tokens_after(model, layer) or layer
         parts = [keras.Model(stem.output, [layer.output, cut])]
     else:  # the feature map lives inside a nested backbone: run the model in three parts
-        parts = [keras.Model(stem.output, nest.input),
+        # the backbone's own input and output tensors belong to its graph, not to the outer one:
+        # the outer tensors are those of the call (its node)
+        call = nest._inbound_nodes[0]
+        parts = [keras.Model(stem.output, call.input_tensors[0]),
                  keras.Model(nest.inputs, [layer.output, nest.output]),
-                 keras.Model(nest.output, cut)]  # fmt: skip
+                 keras.Model(call.output_tensors[0], cut)]  # fmt: skip
     with tf.GradientTape() as tape:
         if nest is None:
             features, before = parts[0](x, training=False)

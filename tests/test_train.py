@@ -380,6 +380,28 @@ def test_a_20_step_quick_trial_saves_a_usable_model(cli, mnist, tmp_path):
     assert r.exit_code == 0 and abs(r.json()["accuracy"] - m["test_accuracy"]) < 1e-3
 
 
+def test_batch_norm_recalibration_averages_the_batches_statistics_by_their_size():
+    """Precise BN: each BatchNorm's moving mean and variance become the size-weighted average of
+    its batches' statistics under the final weights; the layer's momentum is left as it was."""
+    import keras
+
+    from tfvision_cli.training.model import recalibrate_batch_norm
+
+    inputs = keras.Input((2,))
+    hidden = keras.layers.Dense(2, kernel_initializer="identity")(inputs)
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.9)(hidden))
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(3.0, 2.0, (n, 2)).astype("float32"), None) for n in (3, 5)]
+    assert recalibrate_batch_norm(model, batches) == 2
+    bn = model.layers[-1]
+    stacked = [b[0] for b in batches]
+    mean = sum(len(b) * b.mean(0) for b in stacked) / 8
+    variance = sum(len(b) * b.var(0) for b in stacked) / 8
+    assert np.allclose(bn.moving_mean.numpy(), mean, atol=1e-5)
+    assert np.allclose(bn.moving_variance.numpy(), variance, atol=1e-4)
+    assert bn.momentum == 0.9
+
+
 def test_an_interruption_swallowed_where_it_landed_still_stops_the_run(cli, tmp_path, monkeypatch):
     """Keras builds its metrics inside bare `except:` blocks on the first step: a SIGTERM that
     lands there loses its KeyboardInterrupt (a CI run once trained on to exit 0). The handler's

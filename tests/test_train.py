@@ -292,6 +292,32 @@ def test_an_interrupt_that_a_library_turned_into_another_error_still_says_how_to
     assert r.exit_code == 1 and "TypeError" in r.stderr and "--resume" not in r.stderr
 
 
+@pytest.mark.parametrize("signalled, status", [(True, "interrupted"), (False, "failed")])
+def test_the_run_records_an_interruption_that_came_as_another_error(tmp_path, signalled, status):
+    """run.json said "failed" for such a run while the CLI said how to resume it (the
+    clean-clone suite caught it in test_sigterm_is_an_interruption_that_says_how_to_resume)."""
+    from types import SimpleNamespace
+
+    from tfvision_cli import interrupts
+    from tfvision_cli.config import TrainConfig
+    from tfvision_cli.runs import RunDir
+    from tfvision_cli.training.run import run_lifecycle
+
+    run = RunDir(tmp_path / "run")
+    info = SimpleNamespace(class_names=["a", "b"], source="test")
+    try:
+        if signalled:
+            interrupts.requested.set()
+        with (
+            pytest.raises(TypeError),
+            run_lifecycle(run, False, True, TrainConfig(), info, (8, 8, 1)),
+        ):
+            raise TypeError("<built-in function ...> returned a result with an exception set")
+    finally:
+        interrupts.requested.clear()
+    assert run.read_state()["status"] == status
+
+
 @pytest.mark.slow
 def test_default_recipe_reaches_99_percent_on_mnist(cli, mnist):
     """`tfvision train mnist` with no other option: the headline promise."""

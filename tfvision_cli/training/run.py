@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tfvision_cli import __version__
+from tfvision_cli import __version__, interrupts
 from tfvision_cli.config import TrainConfig, to_yaml
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import (
@@ -99,7 +99,9 @@ def run_lifecycle(
             run.update_state(status="diverged")
             raise
         except BaseException:
-            run.update_state(status="failed")
+            # a signal that a library turned into another error (TensorFlow raises TypeError
+            # from a KeyboardInterrupt that lands while it traces) is still an interruption
+            run.update_state(status="interrupted" if interrupts.requested.is_set() else "failed")
             raise
         run.update_state(status="completed")
 

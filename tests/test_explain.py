@@ -70,10 +70,13 @@ def test_every_map_points_at_the_digit_on_the_classic_convnet(cli, mnist, mnist_
 def test_gradcam_weighs_the_last_convolutional_maps(name, layer, grid):
     """Grad-CAM finds its layer itself (Selvaraju et al.'s last convolutional maps), also inside
     a keras.applications backbone (that case died with "not connected to inputs"), and gives
-    one finite map per image at the image's resolution."""
+    one finite map per image at the image's resolution, summing to 1."""
+    import keras
+
     from tfvision_cli.explain import Explainer, _feature_layer
     from tfvision_cli.models.registry import create_model
 
+    keras.utils.set_random_seed(0)
     model = create_model(name, (28, 28, 1), 10)
     found, nest = _feature_layer(model)
     assert found.name.startswith(layer) and tuple(found.output.shape[1:3]) == grid
@@ -217,6 +220,22 @@ def test_attacks_stay_in_their_budget_and_training_starts_anew_each_step():
         assert 0 < float(tf.reduce_max(tf.abs(adv - x0))) <= 255 * eps + 1e-3
         assert float(tf.reduce_min(adv)) >= 0 and float(tf.reduce_max(adv)) <= 255
     assert not np.array_equal(train[0].numpy(), train[1].numpy())
+
+
+def test_a_faint_map_still_sums_to_one_and_an_empty_one_is_uniform(monkeypatch):
+    """A random MobileNet's Grad-CAM map summing to 1.7e-13 came out summing to 0.17 (it was
+    divided by at least 1e-12); a map of zeros says nothing and becomes uniform."""
+    from tfvision_cli import explain
+    from tfvision_cli.models.registry import create_model
+
+    faint = np.zeros((2, 12, 12))
+    faint[0, 3:6, 3:6] = 1e-14
+    monkeypatch.setattr(explain, "gradcam", lambda *args: faint)
+    images = np.zeros((2, 12, 12, 1), np.uint8)
+    model = create_model("cnn", (12, 12, 1), 4)
+    maps = explain.Explainer(model, "gradcam").maps(images, np.arange(2))
+    assert np.allclose(maps.sum((1, 2)), 1)
+    assert np.allclose(maps[0, 3:6, 3:6], 1 / 9) and np.allclose(maps[1], 1 / 144)
 
 
 def test_maps_explain_the_score_before_the_softmax():

@@ -92,7 +92,8 @@ class Explainer:
             maps = gradcam(self.model, self.stem, x, targets)
         maps = np.maximum(np.asarray(maps, np.float64), 0)
         total = maps.reshape(len(maps), -1).sum(1)[:, None, None]
-        return np.where(total > 0, maps / np.maximum(total, 1e-12), 1.0 / maps[0].size)
+        # a map of all zeros says nothing: uniform; any other sums to 1, however small it was
+        return np.where(total > 0, maps / np.where(total > 0, total, 1.0), 1.0 / maps[0].size)
 
     def _grads(self, x, targets):
         from tfvision_cli.tf_import import tf as import_tf

@@ -8,28 +8,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import exclusive, shared_dir
+
 
 @pytest.fixture(scope="module")
 def exports(mnist_run, tmp_path_factory):
-    """All four formats plus int8 LiteRT exported once from the MNIST run, through the CLI."""
+    """All four formats plus int8 LiteRT exported once a session from the MNIST run (into its
+    exports/, where `benchmark` finds them), through the CLI. The xdist workers share the run:
+    the first exports under a lock, the others read what it printed (a second export into the
+    same folder is refused, rightly)."""
     from typer.testing import CliRunner
 
     from tfvision_cli.cli import app
 
-    out = {}
-    for fmt, quantize in (
-        ("savedmodel", "none"),
-        ("keras", "none"),
-        ("tflite", "none"),
-        ("onnx", "none"),
-        ("tflite", "int8"),
-    ):
-        r = CliRunner().invoke(
-            app, ["export", str(mnist_run), "--format", fmt, "--quantize", quantize, "--json"]
-        )
-        assert r.exit_code == 0, r.output
-        out[fmt if quantize == "none" else f"{fmt}-{quantize}"] = json.loads(r.stdout)
-    return out
+    printed = shared_dir(tmp_path_factory) / "mnist-run-exports.json"
+    with exclusive(shared_dir(tmp_path_factory) / "mnist-run-exports.lock"):
+        if printed.is_file():
+            return json.loads(printed.read_text())
+        out = {}
+        for fmt, quantize in (
+            ("savedmodel", "none"),
+            ("keras", "none"),
+            ("tflite", "none"),
+            ("onnx", "none"),
+            ("tflite", "int8"),
+        ):
+            r = CliRunner().invoke(
+                app, ["export", str(mnist_run), "--format", fmt, "--quantize", quantize, "--json"]
+            )
+            assert r.exit_code == 0, r.output
+            out[fmt if quantize == "none" else f"{fmt}-{quantize}"] = json.loads(r.stdout)
+        printed.write_text(json.dumps(out))
+        return out
 
 
 @pytest.mark.parametrize("variant", ["savedmodel", "keras", "tflite", "onnx", "tflite-int8"])

@@ -141,8 +141,9 @@ def _feature_layer(model):
     frames it with zeros. Those are taken only when no other layer holds a grid."""
     import keras
 
-    pools = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.ZeroPadding2D)
-    pooled = None
+    coarsening = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+                  keras.layers.ZeroPadding2D)  # fmt: skip
+    fallback = None
     for layer in reversed(model.layers):
         if layer.name in _STEMS or isinstance(layer, keras.layers.InputLayer):
             break  # the image itself is no feature map (an MLP flattens it at once)
@@ -151,10 +152,10 @@ def _feature_layer(model):
             if inner is not None:
                 return inner, layer
         if _is_grid(layer.output.shape):
-            if not isinstance(layer, pools):
+            if not isinstance(layer, coarsening):
                 return layer, None
-            pooled = pooled or layer
-    return pooled, None
+            fallback = fallback or layer
+    return fallback, None
 
 
 def _tokens_after(model, grid_layer):

@@ -8,3 +8,10 @@ from __future__ import annotations
 import threading
 
 requested = threading.Event()
+
+
+def caused(error: BaseException) -> bool:
+    """Whether error is the user's interruption: a KeyboardInterrupt, or whatever a library made
+    of one once a signal came (TensorFlow raises TypeError from a KeyboardInterrupt that lands
+    while it traces)."""
+    return isinstance(error, KeyboardInterrupt) or requested.is_set()

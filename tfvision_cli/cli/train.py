@@ -115,9 +115,7 @@ def train(ctx: typer.Context, **values) -> None:
     try:
         result = do_train(config, run_dir=run_dir, resume=resume, on_event=reporter)
     except BaseException as e:
-        # once Ctrl-C or SIGTERM came, whatever comes out is the interruption: TensorFlow turns
-        # a KeyboardInterrupt that lands while it traces into a TypeError
-        if not (isinstance(e, KeyboardInterrupt) or interrupts.requested.is_set()):
+        if not interrupts.caused(e):
             raise
         reporter.close()
         where = f" --run-dir {reporter.run_path}" if reporter.run_path else ""

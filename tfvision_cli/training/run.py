@@ -98,10 +98,8 @@ def run_lifecycle(
         except Diverged:
             run.update_state(status="diverged")
             raise
-        except BaseException:
-            # a signal that a library turned into another error (TensorFlow raises TypeError
-            # from a KeyboardInterrupt that lands while it traces) is still an interruption
-            run.update_state(status="interrupted" if interrupts.requested.is_set() else "failed")
+        except BaseException as e:
+            run.update_state(status="interrupted" if interrupts.caused(e) else "failed")
             raise
         run.update_state(status="completed")
 

@@ -37,6 +37,7 @@ def test_registry_lists_the_lineage():
         "vit",
         "rnn",
         "fastnet",
+        "fastnet_s",
     } <= set(list_models())
     assert list_models("res*") == ["resnet"]
 

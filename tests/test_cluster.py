@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,6 +107,29 @@ def test_two_workers_train_one_model_like_one_worker_with_the_same_global_batch(
         f"2 workers: {seconds:.1f} s, test accuracy {chief['test_accuracy']:.4f}; "
         f"1 worker: {single['test_accuracy']:.4f}"
     )
+
+
+def test_onednn_is_on_by_default_but_not_in_a_cluster_nor_against_the_users_choice():
+    """oneDNN's Conv2D gives an empty batch its input's shape (TensorFlow 2.21), and a worker
+    of a cluster evaluates empty batches: the test above failed with it on."""
+    probe = "import os, tfvision_cli; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    cluster = json.dumps({"cluster": {"worker": ["a:1", "b:2"]}})
+
+    def seen(**env) -> str:
+        mine = ("TF_CONFIG", "TF_ENABLE_ONEDNN_OPTS", "TFVISION_ONEDNN")
+        base = {k: v for k, v in os.environ.items() if k not in mine}
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env={**base, **env}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert seen() == "1"
+    assert seen(TF_ENABLE_ONEDNN_OPTS="0") == "0"
+    assert seen(TF_ENABLE_ONEDNN_OPTS="1", TF_CONFIG=cluster) == "1"  # the user's choice
+    assert seen(TF_CONFIG=cluster) == "None"
+    # a worker started by tfvision, which set it for itself
+    assert seen(TF_ENABLE_ONEDNN_OPTS="1", TFVISION_ONEDNN="default", TF_CONFIG=cluster) == "None"
 
 
 def test_a_killed_worker_stops_the_cluster_and_the_same_command_resumes(tmp_path, mnist):

@@ -136,10 +136,10 @@ def make_dataset(
     if mix is not None:  # on one-hot labels: they become soft
         ds = ds.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
-    # No autotuning thread: freeing an iterator waits for that thread's next wake-up, which
-    # comes 10-20 s apart after a few minutes; 1 run in 4 lost 3-17 s at the end of an epoch
-    # (benchmarks/RESULTS.md). Parallel maps then use every core (min(16, cores)) and the
-    # prefetch buffer keeps tf.data's own grow-when-empty rule.
+    # No autotuning thread: freeing an iterator could wait for that thread's next wake-up,
+    # and the wake-ups double in spacing (10 s apart after 10 s, 20 s after 20 s); 1 run in 4
+    # lost 3-17 s at the end of an epoch (benchmarks/RESULTS.md). Parallel maps then use every
+    # core (min(16, cores)) and the prefetch buffer keeps tf.data's own grow-when-empty rule.
     options.autotune.enabled = False
     # a sharded stream is already this worker's share: tf.distribute must not shard it again
     # (nor serialize its graph to do so)

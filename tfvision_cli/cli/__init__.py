@@ -177,6 +177,13 @@ def main() -> None:
             sys.stderr.flush()
             os._exit(0 if e.code is None else e.code if isinstance(e.code, int) else 1)
         raise
+    finally:
+        # Interpreter shutdown runs full garbage collections over every object TensorFlow and
+        # Keras created: ~0.75 s on 2 cores. Frozen objects are skipped by them; nothing is
+        # left unwritten (tfvision's files are closed and renamed before this point).
+        import gc
+
+        gc.freeze()
 
 
 def _in_a_cluster() -> bool:

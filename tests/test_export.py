@@ -107,6 +107,37 @@ def test_runtimes_load_the_files_in_a_fresh_process(exports):
     )
 
 
+def test_the_keras_export_loads_in_plain_keras(exports, mnist_run):
+    """The run's model.keras trains with tfvision's fused BatchNorm layer; the exported .keras
+    holds Keras's own, so a fresh process with Keras alone (safe mode, no tfvision) loads it
+    and predicts what the run's model predicts."""
+    import zipfile
+
+    with zipfile.ZipFile(mnist_run / "model.keras") as z:
+        assert "FusedBatchNormalization" in z.read("config.json").decode()
+    artifact = exports["keras"]["path"]
+    with zipfile.ZipFile(artifact) as z:
+        config = z.read("config.json").decode()
+    assert "tfvision" not in config and '"BatchNormalization"' in config
+    x = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)
+    code = (
+        "import json, sys, numpy as np, keras\n"
+        "m = keras.models.load_model(sys.argv[1], safe_mode=True, compile=False)\n"
+        "x = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8)\n"
+        "print(json.dumps(m.predict(x, verbose=0).tolist()))\n"
+        "assert not any(k.startswith('tfvision') for k in sys.modules)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, artifact], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    from tfvision_cli.models.io import load_model
+
+    expected = load_model(mnist_run / "model.keras").predict(x, verbose=0)
+    printed = np.array(json.loads(r.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(printed, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("variant", ["savedmodel", "tflite", "onnx"])
 def test_evaluate_and_predict_accept_exports(cli, exports, mnist_run, variant):
     metrics = json.loads((mnist_run / "metrics.json").read_text())

@@ -127,3 +127,55 @@ def test_mlp_depth_stacks_hidden_layers():
     assert dense_units(create_model("mlp", (28, 28, 1), 10, hidden=800, depth=2)) == [800, 800, 10]
     with pytest.raises(UsageError):
         create_model("mlp", (28, 28, 1), 10, depth=0)
+
+
+@pytest.mark.parametrize("center_scale", [True, False])
+def test_fused_batch_norm_trains_like_keras_batch_norm(center_scale):
+    """One training step of the fused layer and of keras.layers.BatchNormalization from the
+    same weights: same outputs, same gradients, same moving statistics (biased variance, as
+    Keras's); inference and anything the kernel cannot do is Keras's own call."""
+    import keras
+    import tensorflow as tf
+
+    from tfvision_cli.models.custom_layers import FusedBatchNormalization
+
+    kw = dict(momentum=0.8, center=center_scale, scale=center_scale)
+    fused, plain = FusedBatchNormalization(**kw), keras.layers.BatchNormalization(**kw)
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (6, 5, 4, 3)), tf.float32)
+    fused.build(x.shape), plain.build(x.shape)
+    rng = np.random.default_rng(1)
+    weights = [rng.normal(1.0, 0.5, w.shape).astype("float32") for w in plain.get_weights()]
+    fused.set_weights(weights), plain.set_weights(weights)
+    upstream = tf.constant(rng.normal(size=x.shape), tf.float32)
+
+    def step(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        return y, tape.gradient(loss, [x, *layer.trainable_weights])
+
+    (y1, g1), (y2, g2) = step(fused), step(plain)
+    np.testing.assert_allclose(y1, y2, atol=1e-5)
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    for a, b in zip(fused.get_weights(), plain.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert not np.allclose(fused.moving_variance.numpy(), weights[-1])  # the update happened
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), atol=1e-6)
+    rows = x[..., 0]  # 3-D: not the kernel's case, Keras's own call
+    three_d, keras_3d = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    np.testing.assert_allclose(three_d(rows, training=True), keras_3d(rows, training=True))
+
+
+def test_fastnet_uses_the_fused_layer_and_saves_as_a_registered_one(tmp_path):
+    from tfvision_cli.models.custom_layers import FusedBatchNormalization
+    from tfvision_cli.models.io import load_model, save_model
+
+    model = create_model("fastnet_s", (28, 28, 1), 10)
+    assert model.get_layer("stem_bn").__class__ is FusedBatchNormalization
+    assert model.get_layer("b1_conv").output.shape[1:3] == (10, 10)  # unpadded stem: 12x12
+    again = load_model(save_model(model, tmp_path / "m.keras"))  # safe mode on
+    assert again.get_layer("b2_bn").__class__ is FusedBatchNormalization
+    with pytest.raises(UsageError):
+        create_model("fastnet", (28, 28, 1), 10, stem_padding="full")

@@ -324,7 +324,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": "fastnet_s",
         "epochs": 2,
         "batch_size": 256,
-        "learning_rate": 0.006,
+        "learning_rate": 0.008,
         "warmup_epochs": 0.5,
     },
     # The published Keras "Simple MNIST convnet" example, for side-by-side comparison.

@@ -33,7 +33,7 @@ def prunable_kernels(model) -> list:
     """The kernels of every Conv and Dense layer (inside nested models too), in order."""
     import keras
 
-    from tfvision_cli.training.model import all_layers
+    from tfvision_cli.models.summary import all_layers
 
     kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Dense)
     return [layer.kernel for layer in all_layers(model) if isinstance(layer, kinds) and layer.built]

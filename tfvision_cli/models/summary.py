@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def all_layers(layer):
+    """Every layer inside layer, nested models included."""
+    for sub in getattr(layer, "layers", []):
+        yield sub
+        yield from all_layers(sub)
+
+
 def count_params(model) -> int:
     return int(
         sum(

@@ -13,6 +13,7 @@ import numpy as np
 from tfvision_cli import finetune
 from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
 from tfvision_cli.config import TrainConfig
+from tfvision_cli.models.summary import all_layers
 from tfvision_cli.runs import RunDir
 from tfvision_cli.training.data import Pipelines
 
@@ -95,13 +96,6 @@ def synchronize_batch_norm(model) -> None:
     for layer in all_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = True
-
-
-def all_layers(layer):
-    """Every layer inside layer, nested models included."""
-    for sub in getattr(layer, "layers", []):
-        yield sub
-        yield from all_layers(sub)
 
 
 # Below this many optimizer steps, BatchNorm's moving statistics (an exponential average over

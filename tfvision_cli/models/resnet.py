@@ -7,7 +7,7 @@ from tfvision_cli.models.registry import register_model
 def _basic_block(x, filters, strides, name, drop_path=0.0):
     from keras import layers, regularizers
 
-    from tfvision_cli.models.custom_layers import DropPath
+    from tfvision_cli.models.custom_layers import DropPath, FusedBatchNormalization
 
     reg = regularizers.l2(1e-4)
     shortcut = x
@@ -20,17 +20,17 @@ def _basic_block(x, filters, strides, name, drop_path=0.0):
         kernel_regularizer=reg,
         name=f"{name}_conv1",
     )(x)
-    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = FusedBatchNormalization(name=f"{name}_bn1")(y)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     y = layers.Conv2D(
         filters, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"{name}_conv2"
     )(y)
-    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = FusedBatchNormalization(name=f"{name}_bn2")(y)
     if strides != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(
             filters, 1, strides=strides, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj"
         )(shortcut)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = FusedBatchNormalization(name=f"{name}_proj_bn")(shortcut)
     if drop_path:
         y = DropPath(drop_path, name=f"{name}_drop_path")(y)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
@@ -53,6 +53,8 @@ def resnet(
     import keras
     from keras import layers
 
+    from tfvision_cli.models.custom_layers import FusedBatchNormalization
+
     depth, width = int(depth), int(width)
     if (depth - 2) % 6:
         raise ValueError("resnet depth must be 6n+2 (20, 32, 44, 56, 110)")
@@ -60,7 +62,7 @@ def resnet(
     inputs = image_input(input_shape)
     x = preprocess_stem(inputs, min_size=16)
     x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = FusedBatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     blocks = 3 * n
     for stage, filters in enumerate((width, 2 * width, 4 * width)):

@@ -68,9 +68,9 @@ def fastnet(
 
     Full-resolution convolutions with many channels are what makes MNIST nets slow on a
     CPU, so the stem halves the resolution at once. Width 32 by default: 4 epochs reach
-    99.34 / 99.41% on MNIST (seeds 0 / 1), width 24 99.27 / 99.25% (benchmarks/RESULTS.md).
+    99.37 / 99.45% on MNIST (seeds 0 / 1; width 24: 99.27 / 99.25%, benchmarks/RESULTS.md).
     stem_padding "valid" gives 12x12 maps instead of 14x14 on 28x28 images (MNIST's digits sit
-    in the middle 20x20): 0.66x the FLOPs. Widths that are multiples of 8 suit AVX2 kernels.
+    in the middle 20x20): 0.66x the FLOPs.
     """
     import keras
     from keras import layers

@@ -197,3 +197,22 @@ def test_log_lines_are_never_wrapped_when_stderr_is_not_a_terminal(capsys):
     path = "/data/" + "/".join(["a-rather-long-folder-name"] * 12) + "/model.keras"
     console.log("model: {path}", path=path)
     assert f"model: {path}\n" in capsys.readouterr().err
+
+
+def test_the_entry_point_freezes_the_heap_before_the_interpreter_shuts_down():
+    """Shutdown's full collections over TensorFlow's objects cost ~0.75 s a command
+    (benchmarks/RESULTS.md); main() freezes the heap first, whether the command succeeds or
+    fails."""
+    code = (
+        "import gc, sys\n"
+        "from tfvision_cli.cli import main\n"
+        "for argv in (['tfvision', '--help'], ['tfvision', 'no-such-command']):\n"
+        "    gc.unfreeze(); sys.argv = argv\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as e:\n"
+        "        print('FROZEN', e.code, gc.get_freeze_count() > 0)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    marked = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("FROZEN")]
+    assert marked == [["0", "True"], ["2", "True"]], r.stderr[-2000:]

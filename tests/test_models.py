@@ -1,5 +1,8 @@
 """Every registered model: builds on 28x28x1 and 32x32x3, predicts probabilities, saves, reloads."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -168,14 +171,63 @@ def test_fused_batch_norm_trains_like_keras_batch_norm(center_scale):
     np.testing.assert_allclose(three_d(rows, training=True), keras_3d(rows, training=True))
 
 
-def test_fastnet_uses_the_fused_layer_and_saves_as_a_registered_one(tmp_path):
+def test_fastnet_trains_with_the_fused_layer_and_saves_keras_own(tmp_path):
+    import keras
+
+    from tfvision_cli.finetune import model_from_file
     from tfvision_cli.models.custom_layers import FusedBatchNormalization
-    from tfvision_cli.models.io import load_model, save_model
+    from tfvision_cli.models.io import load_model, load_weights, save_model
 
     model = create_model("fastnet_s", (28, 28, 1), 10)
     assert model.get_layer("stem_bn").__class__ is FusedBatchNormalization
     assert model.get_layer("b1_conv").output.shape[1:3] == (10, 10)  # unpadded stem: 12x12
-    again = load_model(save_model(model, tmp_path / "m.keras"))  # safe mode on
-    assert again.get_layer("b2_bn").__class__ is FusedBatchNormalization
+    path = save_model(model, tmp_path / "m.keras")
+    assert model.get_layer("stem_bn").__class__ is FusedBatchNormalization  # swapped back
+    again = load_model(path)  # safe mode on
+    assert again.get_layer("b2_bn").__class__ is keras.layers.BatchNormalization
+    # trained further by tfvision: the fused kernel again
+    assert model_from_file(path, (28, 28, 1), 10).get_layer("b2_bn").__class__ is (
+        FusedBatchNormalization
+    )
+    x = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    model(x, training=True)  # moving statistics move
+    save_model(model, path)
+    fresh = create_model("fastnet_s", (28, 28, 1), 10)
+    load_weights(fresh, path)  # a resumed run's best weights
+    np.testing.assert_array_equal(fresh(x), model(x))
     with pytest.raises(UsageError):
         create_model("fastnet", (28, 28, 1), 10, stem_padding="full")
+
+
+def test_every_model_file_loads_in_plain_keras(tmp_path):
+    """A `.keras` file tfvision writes names Keras's own layers only: a fresh process that
+    never imports tfvision loads it in safe mode and computes what the model computed."""
+    from tfvision_cli.models.io import save_model
+
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    names = [n for n in list_models() if n not in ("mobilenet_v2", "efficientnet_b0")]
+    for name in names:
+        options = {"drop_path": 0.2} if name in ("resnet", "vit") else {}
+        model = create_model(name, (32, 32, 3), 10, **options)
+        save_model(model, tmp_path / f"{name}.keras")
+        np.save(tmp_path / f"{name}.npy", np.asarray(model(x, training=False)))
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, keras\n"
+        "d = sys.argv[1]\n"
+        "x = np.load(d + '/x.npy')\n"
+        "for n in sys.argv[2:]:\n"
+        "    m = keras.models.load_model(f'{d}/{n}.keras', safe_mode=True, compile=False)\n"
+        "    got = np.asarray(m(x, training=False))\n"
+        "    assert np.abs(got - np.load(f'{d}/{n}.npy')).max() < 1e-5, n\n"
+        "assert not any(k.startswith('tfvision') for k in sys.modules)\n"
+        "print('ok', len(sys.argv) - 2)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path), *names],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-2:] == ["ok", str(len(names))]

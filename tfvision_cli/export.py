@@ -193,12 +193,11 @@ def _called_once(model):
 
 
 def _write_keras(model, folder: Path, quantize: str, calibration) -> Path:
-    from tfvision_cli.models.custom_layers import with_keras_batch_norm
     from tfvision_cli.models.io import save_model
 
-    # Keras's own BatchNorm in place of tfvision's training-speed subclass: the artifact loads
-    # without tfvision (the parity gate checks that it computes the same).
-    return save_model(with_keras_batch_norm(model), folder / FORMATS["keras"].artifact)
+    # Keras's own layers only: the artifact loads without tfvision (the parity gate checks
+    # that it computes the same).
+    return save_model(model, folder / FORMATS["keras"].artifact)
 
 
 def _write_savedmodel(model, folder: Path, quantize: str, calibration) -> Path:

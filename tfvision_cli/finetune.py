@@ -48,9 +48,10 @@ def check_source(spec: str) -> list[str]:
 
 def model_from_file(path: str, shape, n_classes: int):
     """A .keras file (safe_mode) that must take these images and give these classes."""
+    from tfvision_cli.models.custom_layers import with_fused_batch_norm
     from tfvision_cli.models.io import load_model
 
-    model = load_model(Path(path))
+    model = with_fused_batch_norm(load_model(Path(path)))
     takes = tuple(int(d) for d in model.inputs[0].shape[1:])
     gives = int(model.outputs[0].shape[-1])
     if takes != tuple(shape) or gives != n_classes:

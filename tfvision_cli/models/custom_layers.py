@@ -1,7 +1,12 @@
 """tfvision's own Keras layers. Imports Keras at module level: import this module lazily.
 
 Registered as serialisable, so `.keras` files load with safe_mode on once this is imported.
+Models are built from Keras's own layers wherever Keras has one, and every `.keras` file tfvision
+writes holds Keras's own layers only (io.save_model): it loads in plain Keras. AddPositionEmbedding
+and DropPath stay registered for files written before that (tfvision 0.x runs).
 """
+
+import contextlib
 
 import keras
 
@@ -102,21 +107,28 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return outputs
 
 
-def with_keras_batch_norm(model):
-    """A copy of model whose FusedBatchNormalization layers are keras.layers.BatchNormalization
-    with the same config and weights (so the same function at inference): a `.keras` file of it
-    loads in plain Keras, without tfvision. model itself when it has none."""
-    if not any(isinstance(layer, FusedBatchNormalization) for layer in all_layers(model)):
-        return model
+@contextlib.contextmanager
+def as_keras_batch_norm(model):
+    """While saving (or loading weights saved so): every FusedBatchNormalization of model is
+    Keras's own
+    BatchNormalization (same config, same weights, the same function at inference), so the
+    `.keras` file loads in plain Keras without tfvision. The fused layer adds no state to its
+    parent, so its class is swapped for the save and swapped back after: no copy of the model,
+    no new variables (which a clone would create inside a distribution strategy's fit)."""
+    fused = [layer for layer in all_layers(model) if type(layer) is FusedBatchNormalization]
+    for layer in fused:
+        layer.__class__ = keras.layers.BatchNormalization
+    try:
+        yield model
+    finally:
+        for layer in fused:
+            layer.__class__ = FusedBatchNormalization
 
-    def clone(layer):
-        cls = (
-            keras.layers.BatchNormalization
-            if isinstance(layer, FusedBatchNormalization)
-            else layer.__class__
-        )
-        return cls.from_config(layer.get_config())
 
-    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    copy.set_weights(model.get_weights())
-    return copy
+def with_fused_batch_norm(model):
+    """model, its plain Keras BatchNormalization layers trained with the fused kernel (a model
+    file tfvision wrote, loaded to be trained further, gets back the speed it was built with)."""
+    for layer in all_layers(model):
+        if type(layer) is keras.layers.BatchNormalization:
+            layer.__class__ = FusedBatchNormalization
+    return model

@@ -19,11 +19,15 @@ def trained_model(model):
 
 
 def save_model(model, path: Path) -> Path:
-    """model.save to a temporary name, then rename: the file is never half-written."""
+    """model.save to a temporary name, then rename: the file is never half-written. The file
+    names Keras's own layers only, so `keras.models.load_model` reads it without tfvision."""
+    from tfvision_cli.models.custom_layers import as_keras_batch_norm
+
     path = Path(path)
     try:
-        with atomic_file(path, suffix=".keras") as tmp:
-            trained_model(model).save(tmp)
+        plain = as_keras_batch_norm(trained_model(model))
+        with atomic_file(path, suffix=".keras") as tmp, plain as keras_model:
+            keras_model.save(tmp)
     except OSError as e:
         raise TfvisionError(f"cannot write {path}: {e.strerror or e}") from None
     return path
@@ -52,3 +56,11 @@ def load_model(path: Path):
         raise TfvisionError(f"cannot load {path}: {msg}") from None
     except (OSError, KeyError) as e:
         raise TfvisionError(f"cannot load {path}: not a valid .keras file ({e})") from None
+
+
+def load_weights(model, path: Path) -> None:
+    """The weights of a `.keras` file save_model wrote into model (built the same way)."""
+    from tfvision_cli.models.custom_layers import as_keras_batch_norm
+
+    with as_keras_batch_norm(trained_model(model)) as plain:
+        plain.load_weights(path)

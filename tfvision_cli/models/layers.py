@@ -55,3 +55,30 @@ def classifier_head(x, num_classes: int, dropout: float = 0.0, name: str = "pred
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
+
+
+def stochastic_depth(x, rate: float, name: str):
+    """Stochastic depth (Huang et al. 2016): in training a residual branch is dropped for a
+    whole example with probability `rate`, the kept ones scaled by 1 / (1 - rate); the identity
+    at inference. Keras's own Dropout with a per-example noise shape computes exactly that, so
+    the saved model loads in plain Keras."""
+    from keras import layers
+
+    noise_shape = (None,) + (1,) * (len(x.shape) - 1)  # one draw per example
+    return layers.Dropout(rate, noise_shape=noise_shape, name=name)(x)
+
+
+def add_position_embedding(x, name: str = "position_embedding"):
+    """(batch, tokens, dim) plus a learnt embedding per token position, built from Keras's own
+    layers and ops (an Embedding looked up at positions 0..tokens-1), so the saved model loads
+    in plain Keras."""
+    import keras
+    from keras import layers
+
+    tokens, dim = int(x.shape[1]), int(x.shape[2])
+    ones = keras.ops.ones_like(x[:, :, 0], dtype="int32")  # (batch, tokens)
+    positions = keras.ops.cumsum(ones, axis=1) - 1
+    embedding = layers.Embedding(
+        tokens, dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02), name=name
+    )(positions)
+    return layers.Add(name=f"{name}_add")([x, embedding])

@@ -1,13 +1,18 @@
 """Residual networks of the CIFAR kind (He et al. 2016, section 4.2)."""
 
-from tfvision_cli.models.layers import classifier_head, image_input, preprocess_stem
+from tfvision_cli.models.layers import (
+    classifier_head,
+    image_input,
+    preprocess_stem,
+    stochastic_depth,
+)
 from tfvision_cli.models.registry import register_model
 
 
-def _basic_block(x, filters, strides, name, drop_path=0.0):
+def _basic_block(x, filters, strides, name, drop_rate=0.0):
     from keras import layers, regularizers
 
-    from tfvision_cli.models.custom_layers import DropPath, FusedBatchNormalization
+    from tfvision_cli.models.custom_layers import FusedBatchNormalization
 
     reg = regularizers.l2(1e-4)
     shortcut = x
@@ -31,8 +36,8 @@ def _basic_block(x, filters, strides, name, drop_path=0.0):
             filters, 1, strides=strides, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj"
         )(shortcut)
         shortcut = FusedBatchNormalization(name=f"{name}_proj_bn")(shortcut)
-    if drop_path:
-        y = DropPath(drop_path, name=f"{name}_drop_path")(y)
+    if drop_rate:
+        y = stochastic_depth(y, drop_rate, f"{name}_drop_path")
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_out")(y)
 

@@ -2,7 +2,13 @@
 
 import math
 
-from tfvision_cli.models.layers import classifier_head, image_input, preprocess_stem
+from tfvision_cli.models.layers import (
+    add_position_embedding,
+    classifier_head,
+    image_input,
+    preprocess_stem,
+    stochastic_depth,
+)
 from tfvision_cli.models.registry import register_model
 
 
@@ -23,8 +29,6 @@ def vit(
     import keras
     from keras import layers
 
-    from tfvision_cli.models.custom_layers import AddPositionEmbedding, DropPath
-
     p, dim = int(patch_size), int(dim)
     inputs = image_input(input_shape)
     h, w = input_shape[:2]
@@ -32,11 +36,11 @@ def vit(
     x = preprocess_stem(inputs, size=size if size != (h, w) else None)
     x = layers.Conv2D(dim, p, strides=p, name="patch_embed")(x)  # (batch, H/p, W/p, dim)
     x = layers.Reshape((-1, dim), name="patches")(x)  # (batch, patches, dim)
-    x = AddPositionEmbedding(name="position_embedding")(x)
+    x = add_position_embedding(x)
 
     def dropped(y, i, part):  # stochastic depth, rising with depth
         rate = float(drop_path) * i / max(int(depth) - 1, 1)
-        return DropPath(rate, name=f"block{i}_drop_path{part}")(y) if rate else y
+        return stochastic_depth(y, rate, f"block{i}_drop_path{part}") if rate else y
 
     for i in range(int(depth)):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{i}_ln1")(x)

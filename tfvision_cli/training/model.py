@@ -13,6 +13,7 @@ import numpy as np
 from tfvision_cli import finetune
 from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
 from tfvision_cli.config import TrainConfig
+from tfvision_cli.models.io import load_weights
 from tfvision_cli.models.summary import all_layers
 from tfvision_cli.runs import RunDir
 from tfvision_cli.training.data import Pipelines
@@ -112,7 +113,7 @@ def best_weights(model, callbacks, run: RunDir) -> None:
     if callbacks.best.best_weights is not None:
         model.set_weights(callbacks.best.best_weights)
     elif run.model.is_file():  # the best epoch was in an earlier session of a resumed run
-        model.load_weights(run.model)
+        load_weights(model, run.model)
 
 
 def recalibrate_batch_norm(model, batches) -> int:

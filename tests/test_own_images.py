@@ -109,6 +109,11 @@ def test_balanced_class_weights_match_scikit_learn():
     assert np.allclose([ours[c] for c in range(3)], theirs)
 
 
+def write_text(path, text: str):
+    path.write_text(text)
+    return path
+
+
 def test_exports_and_build_files_are_models_everywhere(cli, tmp_path):
     run_dir = tmp_path / "run"
     assert (
@@ -128,12 +133,31 @@ def test_exports_and_build_files_are_models_everywhere(cli, tmp_path):
     out = tmp_path / "deploy" / "digits.onnx"
     r = cli("export", run_dir, "--format", "onnx", "--out", out)
     assert r.exit_code == 0, r.stderr
-    assert out.is_file() and (out.parent / "digits.metadata.json").is_file()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["digits.metadata.json", "digits.onnx"]
+    assert out.is_file() and (out.parent / "digits.onnx.json").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["digits.onnx", "digits.onnx.json"]
     r = cli("evaluate", out, "--json", "--no-plots")
     assert r.exit_code == 0 and r.json()["dataset"] == "digits"
     assert cli("export", run_dir, "--format", "onnx", "--out", out).exit_code == 2
     assert cli("export", run_dir, "--format", "onnx", "--out", out, "--force").exit_code == 0
+    # one metadata file per artifact: the same base name in two more formats, each its own
+    notes = write_text(out.parent / "digits.metadata.json", "a user's notes")
+    for suffix in (".tflite", ".keras"):
+        fmt = suffix[1:]
+        r = cli("export", run_dir, "--format", fmt, "--out", out.with_suffix(suffix))
+        assert r.exit_code == 0, r.stderr
+    for fmt in ("onnx", "tflite", "keras"):
+        artifact = out.with_suffix(f".{fmt}")
+        meta = json.loads(artifact.with_name(f"{artifact.name}.json").read_text())
+        assert meta["format"] == fmt and meta["artifact"] == artifact.name
+        assert meta["parity"]["verified"] and meta["parity"]["agreement"] >= 0.999
+        r = cli("evaluate", artifact, "--json", "--no-plots")
+        assert r.exit_code == 0 and r.json()["format"] == fmt, r.stderr
+    assert notes.read_text() == "a user's notes"
+    # a metadata file that tfvision did not write for that artifact is never replaced
+    foreign = write_text(out.parent / "other.onnx.json", "{}")
+    r = cli("export", run_dir, "--format", "onnx", "--out", out.parent / "other.onnx")
+    assert r.exit_code == 2 and "not written by tfvision" in r.stderr
+    assert foreign.read_text() == "{}" and not (out.parent / "other.onnx").exists()
     # the .keras file `build` writes trains as it is
     built = tmp_path / "built.keras"
     assert cli("build", "cnn", "--input-shape", "8,8,1", "--out", built).exit_code == 0

@@ -32,11 +32,18 @@ def _check_compatible(predictors, names: list[str]) -> None:
                 f"{spec} takes {_shape(p.input_shape)} images but the baseline takes "
                 f"{_shape(base.input_shape)}: they cannot be compared on the same images"
             )
-        if list(p.class_names) != list(base.class_names):
+        if sorted(p.class_names) != sorted(base.class_names):
             raise UsageError(
                 f"{spec} predicts other classes than the baseline "
                 f"({_few(p.class_names)} vs {_few(base.class_names)})"
             )
+
+
+def in_baseline_order(probs: np.ndarray, predictor, baseline) -> np.ndarray:
+    """A candidate's probabilities with its columns in the baseline's class order (models with
+    the same classes in another order are compared class by class, by name)."""
+    column = {n: i for i, n in enumerate(predictor.class_names)}
+    return probs[:, [column[n] for n in baseline.class_names]]
 
 
 def _check_same_dataset(predictors, names: list[str]) -> None:
@@ -71,6 +78,7 @@ def compare(
     trust: bool = False,
     margin: float | None = None,
     latency_runs: int = 30,
+    class_map: Path | None = None,
 ) -> Comparison:
     from tfvision_cli.evaluate import classification_report, evaluate
     from tfvision_cli.loaders import load_predictor
@@ -81,18 +89,23 @@ def compare(
     _check_compatible(predictors, specs)
     if dataset is None:
         _check_same_dataset(predictors, specs)
-    base_eval = evaluate(predictors[0], dataset, split, data_dir, batch_size, in_memory=True)
+    base_eval = evaluate(
+        predictors[0], dataset, split, data_dir, batch_size, in_memory=True, class_map=class_map
+    )
     images, labels = base_eval.images, base_eval.labels
     class_names = base_eval.report["class_names"]
     reports, predictions = [base_eval.report], [base_eval.probs.argmax(1)]
+    present = [i for i, c in enumerate(base_eval.report["per_class"]) if c["support"]]
     for p in predictors[1:]:
-        probs = p.predict(images, batch_size=batch_size)
-        reports.append(classification_report(labels, probs, class_names))
+        probs = in_baseline_order(p.predict(images, batch_size=batch_size), p, predictors[0])
+        reports.append(classification_report(labels, probs, class_names, present))
         predictions.append(probs.argmax(1))
     report = _report(specs, predictors, reports, labels, predictions, margin, images,
                      latency_runs)  # fmt: skip
-    keys = ("dataset", "split", "images_from", "class_names")
+    keys = ("dataset", "split", "images_from", "class_names", "class_match")
     report.update({k: base_eval.report[k] for k in keys})
+    if base_eval.report.get("notes"):
+        report["notes"] = base_eval.report["notes"]
     return Comparison(report, images, labels, predictions)
 
 

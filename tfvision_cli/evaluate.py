@@ -11,8 +11,13 @@ import numpy as np
 from tfvision_cli.errors import UsageError
 
 
-def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, top-5, loss, per-class precision/recall/F1/support, averages, confusion matrix."""
+def classification_report(
+    y_true: np.ndarray, probs: np.ndarray, class_names: list[str], present: list[int] | None = None
+) -> dict:
+    """Accuracy, top-5, loss, per-class precision/recall/F1/support, averages, confusion matrix.
+
+    present: the classes the data holds (default: all); macro averages are over those, so a
+    subset of the model's classes is not averaged with zeros for the classes it lacks."""
     n_classes = len(class_names)
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = probs.argmax(1)
@@ -27,6 +32,7 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: li
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     total = max(int(support.sum()), 1)
     p_true = np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)
+    held = np.asarray(range(n_classes) if present is None else present, dtype=np.int64)
     report = {
         "num_examples": int(len(y_true)),
         "accuracy": float(tp.sum() / total),
@@ -43,9 +49,9 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: li
             for i in range(n_classes)
         ],
         "macro_avg": {
-            "precision": float(precision.mean()),
-            "recall": float(recall.mean()),
-            "f1": float(f1.mean()),
+            "precision": float(precision[held].mean()) if len(held) else 0.0,
+            "recall": float(recall[held].mean()) if len(held) else 0.0,
+            "f1": float(f1[held].mean()) if len(held) else 0.0,
             "support": int(support.sum()),
         },
         "weighted_avg": {
@@ -92,6 +98,7 @@ def same_dataset(a: str | None, b: str | None) -> bool:
 
 
 def _check_fits(predictor, info, shape) -> None:
+    """The data's images must be the model's input shape (classes are matched by name)."""
     h, w, c = predictor.input_shape
     if tuple(shape) != (h, w, c):
         if shape[-1] != c:
@@ -100,11 +107,6 @@ def _check_fits(predictor, info, shape) -> None:
             )
         raise UsageError(
             f"the model takes {h}x{w} images but {info.name} has {shape[0]}x{shape[1]}"
-        )
-    if info.num_classes != len(predictor.class_names):
-        raise UsageError(
-            f"the model has {len(predictor.class_names)} classes but {info.name} has "
-            f"{info.num_classes}"
         )
 
 
@@ -127,11 +129,15 @@ def _stream_of(data, split: str | None, own: bool):
 KEPT_MISTAKES = 24
 
 
-def _predict_stream(predictor, stream, batch_size: int):
-    """(labels, probabilities, {index: image} of the most confident mistakes), one batch of
-    images in memory at a time."""
+def _predict_stream(predictor, stream, batch_size: int, match):
+    """(model labels, probabilities, {index: image} of the most confident mistakes), one batch
+    of images in memory at a time."""
     labels, probs, mistakes, seen = [], [], {}, 0
     for x, y in stream.open().batch(batch_size).as_numpy_iterator():
+        y, keep = match.labels(y)
+        x = x[keep]
+        if not len(y):
+            continue
         p = predictor.predict(x, batch_size=batch_size)
         wrong = np.flatnonzero(p.argmax(1) != y)
         for i in wrong:
@@ -180,15 +186,18 @@ def evaluate(
     data_dir: str | None = None,
     batch_size: int = 256,
     in_memory: bool = False,
+    class_map: Path | None = None,
 ) -> Evaluation:
     """Run a model over a dataset (default: the one it was trained on).
 
     split: None means the test split; but a plain folder of class folders given as `dataset`
     (not the model's own) is evaluated whole: every image in it. A split larger than memory is
     streamed batch by batch (Evaluation.images is then None) unless in_memory (callers that
-    need the images: compare, robustness).
+    need the images: compare, robustness). The data's classes are matched to the model's by
+    name (data/classes.py; class_map: a YAML file of deliberate `data_name: model_name` pairs).
     """
     from tfvision_cli.data.catalog import open_dataset
+    from tfvision_cli.data.classes import match_classes, read_class_map
 
     name = dataset or predictor.dataset
     if not name:
@@ -200,23 +209,30 @@ def evaluate(
     info = data.info
     data.require_available()
     own = dataset is None or same_dataset(name, predictor.dataset)
+    mapping = read_class_map(class_map)
+    match = match_classes(info.class_names, predictor.class_names, mapping, what=name)
     streamed = None if in_memory else _stream_of(data, split, own)
     if streamed is not None:  # larger than memory: read and predicted batch by batch
         streamed, split = streamed
-        shape = tuple(info.image_shape)
-        labels, probs, mistakes = _predict_stream(predictor, streamed, batch_size)
+        _check_fits(predictor, info, tuple(info.image_shape))
+        labels, probs, mistakes = _predict_stream(predictor, streamed, batch_size, match)
         images = None
     else:
         images, labels, split = _images(data, split, own=own)
-        shape = images.shape[1:]
-    _check_fits(predictor, info, shape)
-    if streamed is None:
+        _check_fits(predictor, info, images.shape[1:])
+        labels, keep = match.labels(labels)
+        images = images if keep.all() else images[keep]
         probs = predictor.predict(images, batch_size=batch_size)
         mistakes = None
-    report = classification_report(labels, probs, info.class_names)
+    if not len(labels):
+        raise UsageError(f"{name} holds no image of the classes to evaluate")
+    report = classification_report(labels, probs, predictor.class_names, match.present)
     report.update(
         {"model": str(predictor.path), "format": predictor.format, "dataset": name, "split": split}
     )
+    report["class_match"] = match.to_dict()
+    if match.note:
+        report["notes"] = [match.note]
     if split == "all":
         report["images_from"] = f"all {len(labels):,} images of {name}"
     else:

@@ -24,7 +24,14 @@ import numpy as np
 
 from tfvision_cli import __version__
 from tfvision_cli.errors import TfvisionError, UsageError
-from tfvision_cli.files import atomic_dir, atomic_file, check_replaceable
+from tfvision_cli.files import (
+    atomic_dir,
+    atomic_file,
+    check_replaceable,
+    is_tfvision_metadata,
+    metadata_path,
+    read_metadata,
+)
 from tfvision_cli.formats import FORMATS, check_options
 from tfvision_cli.loaders import load_exported
 from tfvision_cli.predictor import Predictor
@@ -86,25 +93,13 @@ def export(
     return ExportResult(folder / form.artifact if form.artifact else folder, folder, metadata)
 
 
-def metadata_beside(path: Path) -> Path:
-    """model.onnx -> model.metadata.json: the metadata of an export written as one file."""
-    return path.with_name(f"{path.stem}.metadata.json")
-
-
 def _export_file(source, fmt, out: Path, quantize, verify, min_agreement, examples, calib, force):
     """--out model.onnx: the artifact as that one file, its metadata beside it as
-    model.metadata.json. An existing file is replaced only with --force, and only if its
-    metadata says tfvision exported it."""
-    meta_path = metadata_beside(out)
-    if out.exists() or out.is_symlink():
-        if out.is_symlink() or not out.is_file():
-            raise UsageError(f"--out {out} exists and is not a file")
-        if not _is_tfvision_metadata(meta_path):
-            raise UsageError(
-                f"{out} exists and was not exported by tfvision; refusing to replace it"
-            )
-        if not force:
-            raise UsageError(f"{out} already holds an export", hint="--force replaces it")
+    model.onnx.json (one per artifact). An existing file is replaced only with --force, and only
+    if its metadata says tfvision exported it; a metadata file of that name that tfvision did
+    not write for this artifact is never replaced."""
+    meta_path = metadata_path(out)
+    _check_file_target(out, meta_path, force)
     if source.path.resolve() == out.resolve():
         raise UsageError(f"--out {out} is the model being exported; choose another")
     staging = out.parent / f".{out.name}.export"
@@ -120,12 +115,24 @@ def _export_file(source, fmt, out: Path, quantize, verify, min_agreement, exampl
     return ExportResult(out, out.parent, metadata)
 
 
-def _is_tfvision_metadata(path: Path) -> bool:
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and "tfvision_version" in meta and "format" in meta
+def _check_file_target(out: Path, meta_path: Path, force: bool) -> None:
+    """out and its metadata file may be replaced only when tfvision wrote both (and --force)."""
+    if meta_path.exists() or meta_path.is_symlink():
+        meta = read_metadata(out) if meta_path.is_file() and not meta_path.is_symlink() else {}
+        if not is_tfvision_metadata(meta, out):
+            raise UsageError(
+                f"{meta_path} exists and was not written by tfvision for {out.name}; "
+                "refusing to replace it"
+            )
+    if out.exists() or out.is_symlink():
+        if out.is_symlink() or not out.is_file():
+            raise UsageError(f"--out {out} exists and is not a file")
+        if not is_tfvision_metadata(read_metadata(out), out):
+            raise UsageError(
+                f"{out} exists and was not exported by tfvision; refusing to replace it"
+            )
+        if not force:
+            raise UsageError(f"{out} already holds an export", hint="--force replaces it")
 
 
 def _check_not_source(source: Predictor, folder: Path) -> None:

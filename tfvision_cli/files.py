@@ -240,3 +240,46 @@ def _swap(new: Path, target: Path) -> None:
         if target.exists():
             target.rmdir()
         os.rename(new, target)
+
+
+def metadata_path(artifact: Path) -> Path:
+    """m.onnx -> m.onnx.json: the metadata of an export written as one file. One per artifact,
+    so m.onnx and m.tflite in one folder never share (or overwrite) each other's."""
+    artifact = Path(artifact)
+    return artifact.with_name(f"{artifact.name}.json")
+
+
+def read_metadata(artifact: Path) -> dict:
+    """tfvision's metadata of an exported file: m.onnx.json beside it; else a metadata.json (an
+    export folder) or an older m.metadata.json, only where it names this artifact. {} if none."""
+    artifact = Path(artifact)
+    own = _read_json_dict(metadata_path(artifact))
+    if own:
+        return own
+    for candidate in (
+        artifact.parent / "metadata.json",
+        artifact.with_name(f"{artifact.stem}.metadata.json"),
+    ):
+        meta = _read_json_dict(candidate)
+        if meta.get("artifact") == artifact.name:
+            return meta
+    return {}
+
+
+def is_tfvision_metadata(meta: dict, artifact: Path) -> bool:
+    """True when meta is the metadata tfvision wrote for artifact (a file of that name)."""
+    return (
+        "tfvision_version" in meta
+        and "format" in meta
+        and meta.get("artifact") == Path(artifact).name
+    )
+
+
+def _read_json_dict(path: Path) -> dict:
+    try:
+        if path.stat().st_size > 1 << 20:
+            return {}
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli.errors import TfvisionError, UsageError
+from tfvision_cli.files import read_metadata
 from tfvision_cli.formats import artifact_suffixes
 from tfvision_cli.predictor import Predictor
 from tfvision_cli.runs import RunDir, by_name, resolve_run
@@ -31,7 +32,7 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
     if not path.exists() and by_name(spec) is not None:  # a run's name, as `runs list` shows
         return _run_predictor(resolve_run(spec))
     if path.suffix == ".keras" and path.is_file():
-        meta = _metadata_beside(path)
+        meta = read_metadata(path)
         run_dir = path.parent if RunDir(path.parent).is_ours() else None
         if run_dir is not None and not meta:
             meta = _read_json(RunDir(run_dir).classes)
@@ -75,13 +76,6 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _metadata_beside(path: Path) -> dict:
-    """model.metadata.json (an export written as one file), else the folder's metadata.json."""
-    return _read_json(path.with_name(f"{path.stem}.metadata.json")) or _read_json(
-        path.with_name("metadata.json")
-    )
-
-
 def _read_config(run) -> dict:
     from tfvision_cli.config import read_yaml
 
@@ -121,7 +115,7 @@ def load_exported(
     folder = path if path.is_dir() else path.parent
     meta = _read_json(folder / "metadata.json")
     if path.is_file():
-        meta = _metadata_beside(path)
+        meta = read_metadata(path)
     if path.is_dir() and not (path / "saved_model.pb").is_file():
         artifact = meta.get("artifact")
         if not isinstance(artifact, str) or artifact in ("", ".") or "/" in artifact:

@@ -41,6 +41,13 @@ def dataset_option(*decls: str, help: str):
     return typer.Option(None, *decls, help=help, autocompletion=complete_datasets)
 
 
+CLASS_MAP = typer.Option(
+    None,
+    "--class-map",
+    help="YAML file of data_name: model_name pairs (null drops a class), for data whose class "
+    "names differ from the model's. Without it, classes are matched by name.",
+)
+
 TRUST_MODEL = flag(
     False,
     "--trust-model",

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import TRUST_MODEL, dataset_option, flag
+from tfvision_cli.cli.common import CLASS_MAP, TRUST_MODEL, dataset_option, flag
 from tfvision_cli.cli.complete import complete_runs
 
 
@@ -24,6 +24,7 @@ def compare(
     ),
     split: str | None = typer.Option(None, "--split", help="Split (default: test)."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="TFDS data directory."),
+    class_map: Path | None = CLASS_MAP,
     fail_if_worse: float | None = typer.Option(
         None,
         "--fail-if-worse",
@@ -61,8 +62,19 @@ def compare(
 
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
-    result = do_compare(models, dataset, split, data_dir, batch_size, trust_model, fail_if_worse)
+    result = do_compare(
+        models,
+        dataset,
+        split,
+        data_dir,
+        batch_size,
+        trust_model,
+        fail_if_worse,
+        class_map=class_map,
+    )
     report = result.report
+    for note in report.get("notes", []):
+        console.warn(note)
     if not no_plots:
         out = plots or runs_root() / "comparisons" / time.strftime("%Y%m%d-%H%M%S")
         report["plots"] = [str(p) for p in write_disagreements(result, out, models)]

@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import TRUST_MODEL, dataset_option, flag, model_argument
+from tfvision_cli.cli.common import (
+    CLASS_MAP,
+    TRUST_MODEL,
+    dataset_option,
+    flag,
+    model_argument,
+)
 
 
 def evaluate(
@@ -22,6 +28,7 @@ def evaluate(
         "--dataset, every image in it.",
     ),
     data_dir: str | None = typer.Option(None, "--data-dir", help="TFDS data directory."),
+    class_map: Path | None = CLASS_MAP,
     batch_size: int = typer.Option(
         256, "--batch-size", min=1, max=65_536, help="Images per batch."
     ),
@@ -45,8 +52,10 @@ def evaluate(
         "model: {path} " + f"({predictor.format}, {len(predictor.class_names)} classes)",
         path=predictor.run_dir or predictor.path,
     )
-    result = do_evaluate(predictor, dataset, split, data_dir, batch_size)
+    result = do_evaluate(predictor, dataset, split, data_dir, batch_size, class_map=class_map)
     report = result.report
+    for note in report.get("notes", []):
+        console.warn(note)
     for failure in report.get("skipped_files", []):
         console.warn(f"skipped {failure}")
     out_dir = plots or predictor.run_dir
@@ -61,12 +70,24 @@ def evaluate(
 
 def _print_report(r: dict) -> None:
     names = r["class_names"]
+    absent = set(r["class_match"]["absent_from_data"])
+    shown = [i for i, n in enumerate(names) if n not in absent]  # the classes the data holds
     head = [
         ["model", f"{r['model']} ({r['format']})"],
         ["data", r["images_from"]],
         ["examples", f"{r['num_examples']:,}"],
         ["accuracy", f"{r['accuracy']:.4f}"],
     ]
+    match = r["class_match"]
+    if match["by"] != "names" or match["classes_present"] < match["model_classes"]:
+        head.insert(
+            3,
+            [
+                "classes",
+                f"{match['classes_present']} of the model's "
+                f"{match['model_classes']}, matched by {match['by']}",
+            ],
+        )
     if "top5_accuracy" in r:
         head.append(["top-5 accuracy", f"{r['top5_accuracy']:.4f}"])
     if r.get("loss") is not None:
@@ -81,6 +102,7 @@ def _print_report(r: dict) -> None:
             f"{c['support']:,}",
         ]
         for c in r["per_class"]
+        if c["class"] not in absent
     ]
     for label, avg in (("macro avg", r["macro_avg"]), ("weighted avg", r["weighted_avg"])):
         rows.append(
@@ -102,7 +124,8 @@ def _print_report(r: dict) -> None:
             ["true", *(f"#{n}" for n in names)],
             [],
         )
-        for i, row in enumerate(cm):
+        for i in shown:
+            row = cm[i]
             t.add_row(
                 console.cell(names[i]),
                 *(

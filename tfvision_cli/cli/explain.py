@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import choice, dataset_option, flag, model_argument
+from tfvision_cli.cli.common import CLASS_MAP, choice, dataset_option, flag, model_argument
 from tfvision_cli.explain import METHODS
 
 
@@ -112,6 +112,7 @@ def robustness(
         help="Corruptions (severities 1-5 each), comma-separated; '' for none.",
     ),  # fmt: skip
     dataset: str | None = dataset_option("--dataset", "-d", help="Default: the model's own."),
+    class_map: Path | None = CLASS_MAP,
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Use the first N test images (attacks cost time)."
     ),
@@ -132,7 +133,7 @@ def robustness(
     kinds = parse_list(corruptions, CORRUPTIONS, "corruption")
     budgets = parse_eps(eps)
     predictor = load_predictor(model)
-    data = do_evaluate(predictor, dataset, in_memory=True)
+    data = do_evaluate(predictor, dataset, in_memory=True, class_map=class_map)
     images, labels = data.images[:limit], data.labels[:limit]
 
     def progress(row: dict) -> None:

@@ -210,7 +210,9 @@ def evaluate(
     data.require_available()
     own = dataset is None or same_dataset(name, predictor.dataset)
     mapping = read_class_map(class_map)
-    match = match_classes(info.class_names, predictor.class_names, mapping, what=name)
+    match = match_classes(
+        info.class_names, predictor.class_names, mapping, what=name, model_named=predictor.named
+    )
     streamed = None if in_memory else _stream_of(data, split, own)
     if streamed is not None:  # larger than memory: read and predicted batch by batch
         streamed, split = streamed

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfvision_cli.data.classes import index_names
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import read_metadata
 from tfvision_cli.formats import artifact_suffixes
@@ -89,9 +90,8 @@ def keras_predictor(path: Path, class_names, dataset, run_dir, data_dir) -> Pred
     model = load_model(path)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     n = int(model.outputs[0].shape[-1])
-    names = (
-        list(class_names) if class_names and len(class_names) == n else [str(i) for i in range(n)]
-    )
+    named = bool(class_names) and len(class_names) == n
+    names = list(class_names) if named else index_names(n)
 
     from tfvision_cli.tf_import import tf as import_tf
 
@@ -101,7 +101,7 @@ def keras_predictor(path: Path, class_names, dataset, run_dir, data_dir) -> Pred
         input_signature=[tf.TensorSpec((None, *shape), tf.uint8)],
     )
 
-    p = Predictor(path, "keras", names, shape, dataset, run_dir, data_dir, fn)
+    p = Predictor(path, "keras", names, shape, dataset, run_dir, data_dir, fn, named=named)
     p._keras_model = model
     return p
 
@@ -132,8 +132,9 @@ def load_exported(
     if fmt == "keras":
         return keras_predictor(path, names, meta.get("dataset"), None, None)
     fn, shape, n = LOADERS[fmt](path, trust)
-    names = list(names) if names and len(names) == n else [str(i) for i in range(n)]
-    return Predictor(path, fmt, names, shape, meta.get("dataset"), None, None, fn)
+    named = bool(names) and len(names) == n
+    names = list(names) if named else index_names(n)
+    return Predictor(path, fmt, names, shape, meta.get("dataset"), None, None, fn, named=named)
 
 
 def _savedmodel_fn(path: Path, trust: bool):

@@ -119,7 +119,7 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
     emit("data", **describe_data(info, splits, pipes))
 
     # Model: the run directory is written only once it builds
-    model, notes = build_model(config, splits.shape, info.num_classes, placement, pipes.steps)
+    model, notes = build_model(config, splits.shape, info.class_names, placement, pipes.steps)
     splits.notes.update(notes)
     if wrap_model is not None:
         model = wrap_model(model, placement)

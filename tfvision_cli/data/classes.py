@@ -21,11 +21,6 @@ def index_names(n: int) -> list[str]:
     return [str(i) for i in range(n)]
 
 
-def is_index_only(names: list[str]) -> bool:
-    """True for names that are only the labels' positions ('0'..'n-1')."""
-    return list(names) == index_names(len(names))
-
-
 @dataclass
 class ClassMatch:
     """How a dataset's labels become a model's."""
@@ -97,13 +92,15 @@ def match_classes(
     model_names: list[str],
     class_map: dict[str, str | None] | None = None,
     what: str = "the data",
+    model_named: bool = True,
 ) -> ClassMatch:
     """Map data labels to model labels by class name.
 
     Every class of the data must be a class of the model (after class_map); the model may have
-    more (the data is then a subset of its classes). A model that names no class (its names are
-    '0'..'n-1', e.g. an export without metadata) is matched by position when the counts agree,
-    and the match says so. Anything else is a UsageError listing both sets of names.
+    more (the data is then a subset of its classes). A model that names no class (model_named
+    False: an export without its metadata, whose names are '0'..'n-1' stand-ins) is matched by
+    position when the counts agree, and the match says so. Anything else is a UsageError
+    listing both sets of names.
     """
     data_names, model_names = [str(n) for n in data_names], [str(n) for n in model_names]
     if class_map is not None:
@@ -120,7 +117,7 @@ def match_classes(
                 "metrics are over the classes present"
             )
         return match
-    if is_index_only(model_names) and len(model_names) == len(data_names):
+    if not model_named and len(model_names) == len(data_names):
         return ClassMatch(
             data_names,
             model_names,

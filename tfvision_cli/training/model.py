@@ -21,13 +21,14 @@ from tfvision_cli.training.data import Pipelines
 Emit = Callable[..., None]
 
 
-def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: int):
+def build_model(config: TrainConfig, shape, class_names: list[str], placement, steps: int):
     """The model (from the registry, or a .keras file), started from --init-from's weights if
     given, compiled inside the strategy's scope. Returns (model, notes for metrics.json)."""
     from tfvision_cli.models.registry import create_model
     from tfvision_cli.models.regularizers import regularize
 
     notes = {}
+    n_classes = len(class_names)
     with placement.strategy.scope():
         options = dict(config.model_options)
         if config.pretrained:
@@ -40,7 +41,7 @@ def build_model(config: TrainConfig, shape, n_classes: int, placement, steps: in
             model, count = regularize(model, config.l1, config.l2)
             notes["regularized_kernels"] = count
         if config.init_from:
-            notes.update(finetune.init_weights(model, config.init_from))
+            notes.update(finetune.init_weights(model, config.init_from, class_names))
         if placement.replicas > 1:
             synchronize_batch_norm(model)
     compile_model(model, config, steps, placement)

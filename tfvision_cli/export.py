@@ -146,15 +146,26 @@ def _check_not_source(source: Predictor, folder: Path) -> None:
 
 
 def _gate(source, exported, check_images, fmt, quantize, min_agreement) -> dict:
+    """The parity check, failed when the agreement overall or on any one class is below
+    min_agreement: an export that breaks on one class must not pass on the others' average."""
     parity = parity_check(source, exported, *check_images)
     parity["min_agreement"] = min_agreement
+    worst = min(parity["per_class"].items(), key=lambda kv: kv[1]["agreement"], default=None)
+    name = f"{fmt}{'-' + quantize if quantize != 'none' else ''}"
+    hint = "--min-agreement lowers the bar, --no-verify skips the check"
     if parity["agreement"] < min_agreement:
         raise TfvisionError(
-            f"parity gate failed: the {fmt}{'-' + quantize if quantize != 'none' else ''}"
-            f" export agrees with the Keras model on {parity['agreement']:.2%} of "
-            f"{parity['examples']} held-out images (needs {min_agreement:.2%}; max "
-            f"|Δp| {parity['max_abs_diff']:.3g}); nothing was written",
-            hint="--min-agreement lowers the bar, --no-verify skips the check",
+            f"parity gate failed: the {name} export agrees with the Keras model on "
+            f"{parity['agreement']:.2%} of {parity['examples']} held-out images (needs "
+            f"{min_agreement:.2%}; max |Δp| {parity['max_abs_diff']:.3g}); nothing was written",
+            hint=hint,
+        )
+    if worst is not None and worst[1]["agreement"] < min_agreement:
+        raise TfvisionError(
+            f"parity gate failed: the {name} export agrees with the Keras model on "
+            f"{worst[1]['agreement']:.2%} of the {worst[1]['examples']} held-out images of "
+            f"class {worst[0]!r} (needs {min_agreement:.2%} on every class); nothing was written",
+            hint=hint,
         )
     return parity
 
@@ -164,8 +175,12 @@ def default_folder(source: Predictor, fmt: str, quantize: str) -> Path:
     return Path(base) / "exports" / (fmt if quantize == "none" else f"{fmt}-{quantize}")
 
 
-def _dataset_split(source: Predictor, split: str):
-    from tfvision_cli.data.catalog import open_dataset
+def _sample(source: Predictor, split: str, n: int):
+    """(images, model labels): a stratified, seeded sample of n images of the model's own
+    dataset (data/base.py's stratified_sample, streamed when the split is larger than memory),
+    its classes matched to the model's by name."""
+    from tfvision_cli.data.catalog import open_dataset, sample
+    from tfvision_cli.data.classes import match_classes
 
     if not source.dataset:
         raise UsageError(
@@ -177,20 +192,22 @@ def _dataset_split(source: Predictor, split: str):
     data = open_dataset(source.dataset, data_dir=source.data_dir, image_size=(h, w))
     if not data.has_split(split):
         split = "validation" if data.has_split("validation") else "train"
-    return data.arrays(split)
+    match = match_classes(
+        data.info.class_names, source.class_names, what=source.dataset, model_named=source.named
+    )
+    images, labels = sample(data, split, n, seed=0)
+    labels, keep = match.labels(labels)
+    return images[keep], labels
 
 
 def held_out(source: Predictor, n: int):
-    """The first n test images (images, labels): never seen in training."""
-    images, labels = _dataset_split(source, "test")
-    return images[:n], labels[:n]
+    """n test images (images, labels), never seen in training, every class in its share."""
+    return _sample(source, "test", n)
 
 
 def _calibration_images(source: Predictor, n: int) -> np.ndarray:
-    """A seeded sample of training images for int8 calibration."""
-    images, _ = _dataset_split(source, "train")
-    idx = np.random.default_rng(0).choice(len(images), min(n, len(images)), replace=False)
-    return images[np.sort(idx)]
+    """n training images for int8 calibration, every class in its share."""
+    return _sample(source, "train", n)[0]
 
 
 def _called_once(model):
@@ -260,14 +277,24 @@ WRITERS = {
 
 
 def parity_check(reference: Predictor, exported: Predictor, images, labels) -> dict:
-    """Top-1 agreement, max |Δ probability| and both accuracies on the same images."""
+    """Top-1 agreement (overall and per true class), max |Δ probability| and both accuracies
+    on the same images."""
     p_ref = reference.predict(images)
     p_exp = exported.predict(images)
     top_ref, top_exp = p_ref.argmax(1), p_exp.argmax(1)
+    agree = top_ref == top_exp
+    per_class = {
+        reference.class_names[c]: {
+            "examples": int(np.sum(labels == c)),
+            "agreement": float(np.mean(agree[labels == c])),
+        }
+        for c in np.unique(labels)
+    }
     return {
         "verified": True,
         "examples": int(len(images)),
-        "agreement": float(np.mean(top_ref == top_exp)),
+        "agreement": float(np.mean(agree)) if len(images) else 1.0,
+        "per_class": per_class,
         "max_abs_diff": float(np.max(np.abs(p_ref - p_exp))) if len(images) else 0.0,
         "keras_accuracy": float(np.mean(top_ref == labels)),
         "export_accuracy": float(np.mean(top_exp == labels)),

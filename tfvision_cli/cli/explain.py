@@ -114,7 +114,11 @@ def robustness(
     dataset: str | None = dataset_option("--dataset", "-d", help="Default: the model's own."),
     class_map: Path | None = CLASS_MAP,
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="Use the first N test images (attacks cost time)."
+        None,
+        "--limit",
+        min=1,
+        help="Use N test images (attacks cost time): a seeded sample with every class in its "
+        "share.",
     ),
     plots: Path | None = typer.Option(
         None, "--plots", help="Folder for robustness.png (default: the run directory)."
@@ -134,7 +138,12 @@ def robustness(
     budgets = parse_eps(eps)
     predictor = load_predictor(model)
     data = do_evaluate(predictor, dataset, in_memory=True, class_map=class_map)
-    images, labels = data.images[:limit], data.labels[:limit]
+    images, labels = data.images, data.labels
+    if limit is not None:
+        from tfvision_cli.data.base import stratified_sample
+
+        keep = stratified_sample(labels, limit, seed=0)
+        images, labels = images[keep], labels[keep]
 
     def progress(row: dict) -> None:
         what = f"{row['attack']} eps {row['eps']:g}" if "attack" in row else \

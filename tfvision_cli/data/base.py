@@ -180,3 +180,31 @@ def stratified_split(
         parts["train"].append(idx[start:])
     out = {k: np.sort(np.concatenate(v)) for k, v in parts.items() if v}
     return {k: v for k, v in out.items() if len(v)}
+
+
+def stratified_sample(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded sample of `count` examples in which every class has its share
+    (proportional, largest remainders first, at least one of each class while count allows).
+
+    Every "N examples" tfvision takes (export's parity and calibration images, robustness
+    --limit, data preview) is this sample: a dataset sorted by class (a folder tree) gives the
+    first N images of one or two classes, never a picture of the whole."""
+    labels = np.asarray(labels)
+    if count >= len(labels):
+        return np.arange(len(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    share = counts / counts.sum() * count
+    take = np.floor(share).astype(np.int64)
+    if count >= len(classes):
+        take = np.maximum(take, 1)
+    while take.sum() > count:  # the floor of one per class overshot: trim the largest
+        take[np.argmax(take - share)] -= 1
+    order = np.argsort(-(share - take), kind="stable")
+    for i in order[: count - take.sum()]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), min(k, n), replace=False)
+        for c, k, n in zip(classes, take, counts, strict=True)
+    ]
+    return np.sort(np.concatenate(picked)) if picked else np.arange(0)

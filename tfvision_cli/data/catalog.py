@@ -22,6 +22,7 @@ from tfvision_cli.data.base import (
     PixelStats,
     class_counts,
     pixel_stats,
+    stratified_sample,
 )
 from tfvision_cli.errors import UsageError, did_you_mean
 
@@ -175,14 +176,26 @@ def imbalance(per_split: dict[str, list[int]], class_names: list[str]) -> list[s
 
 
 def sample(dataset: Dataset, split: str, count: int, seed: int = 0):
-    """A seeded random sample of (images, labels) from one split."""
+    """A seeded sample of (images, labels) from one split that holds every class in its share
+    (base.stratified_sample). A split larger than memory is streamed: only the sample is kept."""
     dataset.require_available()
     if split not in dataset.info.splits:
         raise UsageError(
             f"{dataset.info.name} has no split {split!r} (it has {', '.join(dataset.info.splits)})"
         )
-    images, labels = dataset.arrays(split)
-    idx = np.sort(
-        np.random.default_rng(seed).choice(len(labels), min(count, len(labels)), replace=False)
-    )
-    return images[idx], labels[idx]
+    stream = dataset.stream(split) if dataset.decoded_bytes(split) > MEMORY_BUDGET else None
+    if stream is None:
+        images, labels = dataset.arrays(split)
+        idx = stratified_sample(labels, count, seed)
+        return images[idx], labels[idx]
+    labels = stream.labels
+    if labels is None:  # labels only known by reading: one pass for them, one for the sample
+        labels = np.concatenate([y for _, y in stream.open().batch(512).as_numpy_iterator()])
+    wanted = stratified_sample(labels, count, seed)
+    keep, images, kept_labels, seen = set(wanted.tolist()), [], [], 0
+    for x, y in stream.open().batch(512).as_numpy_iterator():
+        rows = [i for i in range(len(y)) if seen + i in keep]
+        images.append(x[rows])
+        kept_labels.append(y[rows])
+        seen += len(y)
+    return np.concatenate(images), np.concatenate(kept_labels)

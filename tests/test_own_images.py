@@ -166,16 +166,50 @@ def test_exports_and_build_files_are_models_everywhere(cli, tmp_path):
     assert r.json()["metrics"]["model"] == str(built) and r.json()["metrics"]["test_accuracy"] > 0.5
 
 
-def test_predict_warns_when_images_are_far_from_the_models_size(cli, tmp_path):
+def test_predict_notes_every_converted_input(cli, tmp_path, monkeypatch):
+    """Each record says what converting its image changed, wherever it sits in the list (not
+    only the first), and stderr sums them up; images that needed nothing have no notes."""
     run_dir = tmp_path / "run"
     assert (
         cli("train", "digits", "--model", "mlp", "--epochs", "1", "--run-dir", run_dir).exit_code
         == 0
     )
-    big = write_image(tmp_path / "photo.png", np.zeros((28, 28), np.uint8))
-    r = cli("predict", run_dir, big, "--json")
-    assert r.exit_code == 0
-    assert "28x28 but the model takes 8x8" in r.stderr and f"model: {run_dir}" in r.stderr
+    folder = tmp_path / "a long folder name that a narrow table would cut" / "inputs"
+    plain = np.full((8, 8), 90, np.uint8)
+    colour = np.zeros((8, 8, 3), np.uint8)
+    colour[..., 0] = 200
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 128
+    files = [
+        write_image(folder / "a_plain.png", plain),
+        write_image(folder / "b_big.png", np.zeros((40, 24), np.uint8)),  # 5x, 3x
+        write_image(folder / "c_colour.png", colour),
+        write_image(folder / "d_grey_rgb.png", np.stack([plain] * 3, -1)),  # RGB of greys
+        write_image(folder / "e_alpha.png", rgba),
+        write_image(folder / "f_plain.png", plain),
+    ]
+    r = cli("predict", run_dir, *files, "--json")
+    assert r.exit_code == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    notes = {Path(x["path"]).name: x.get("notes", []) for x in records}
+    assert notes["a_plain.png"] == notes["d_grey_rgb.png"] == notes["f_plain.png"] == []
+    assert notes["b_big.png"] == ["resized from 40x24 to 8x8 (5.0x)"]
+    assert notes["c_colour.png"] == ["colour converted to grey"]
+    assert notes["e_alpha.png"] == ["transparency flattened onto black"]
+    assert "3 of 6 inputs were converted" in " ".join(r.stderr.split())
+    assert f"model: {run_dir}" in r.stderr
+    # a table at 80 columns keeps the file names that tell the inputs apart
+    from rich.console import Console
+
+    from tfvision_cli import console
+
+    monkeypatch.setattr(console, "out", Console(highlight=False, width=80))
+    monkeypatch.setattr(console, "stdout_is_terminal", lambda: True)
+    r = cli("predict", run_dir, *files)
+    assert r.exit_code == 0, r.stderr
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    assert all(f.name in r.stdout for f in files), r.stdout
+    assert "…" not in r.stdout
 
 
 def test_init_from_a_run_keeps_its_weights_and_gives_a_new_head(cli, tmp_path, split_tree):

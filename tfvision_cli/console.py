@@ -99,15 +99,32 @@ def cell(value: Any, style: str = "") -> Text:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]], **kwargs: Any) -> Table:
+    """A Rich table; "#name" columns are right-aligned numbers, and a column named "path" (or
+    "model") folds onto more lines rather than lose the end that tells two paths apart."""
     t = Table(title=cell(title) if title else None, **kwargs)
     for c in columns:
         justify = (
             "right" if c.startswith("#") or c.lower() in {"params", "count", "classes"} else "left"
         )
-        t.add_column(cell(c[1:] if c.startswith("#") else c), justify=justify)
+        overflow = "fold" if c in ("path", "model") else "ellipsis"
+        t.add_column(cell(c[1:] if c.startswith("#") else c), justify=justify, overflow=overflow)
     for r in rows:
         t.add_row(*(cell(v) for v in r))
     return t
+
+
+def short_paths(paths: list[str]) -> tuple[list[str], str | None]:
+    """(paths relative to their common folder, that folder), so that a narrow table shows the
+    part that tells them apart; the paths as given when they share no folder."""
+    if len(paths) < 2:
+        return list(paths), None
+    try:
+        common = os.path.commonpath([os.path.abspath(p) for p in paths])
+    except ValueError:  # relative and absolute, or other drives
+        return list(paths), None
+    if common in ("", os.sep) or any(os.path.abspath(p) == common for p in paths):
+        return list(paths), None
+    return [os.path.relpath(os.path.abspath(p), common) for p in paths], common
 
 
 def print_table(t: Table) -> None:

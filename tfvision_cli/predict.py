@@ -9,7 +9,7 @@ from typing import TextIO
 
 import numpy as np
 
-from tfvision_cli.data.images import ImageReadError, is_image_path, open_image, read_image
+from tfvision_cli.data.images import ImageReadError, is_image_path, read_image_noted
 
 
 def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
@@ -37,40 +37,18 @@ def _encoded(stdin: TextIO) -> Iterator[bytes]:
         yield os.fsencode(line)
 
 
-def size_warning(path: str, input_shape) -> str | None:
-    """A warning when an image is far from the model's input size (more than 2x either way),
-    e.g. 28x28 photos into an 8x8 digits model: predictions are then seldom meaningful."""
-    h, w = input_shape[:2]
-    try:
-        with open_image(path) as im:
-            ih, iw = im.height, im.width
-    except Exception:  # unreadable: reported with its result
-        return None
-    if max(ih / h, h / ih, iw / w, w / iw) > 2:
-        return (
-            f"{path} is {ih}x{iw} but the model takes {h}x{w} images: it is resized, but a model "
-            "trained on images of another size seldom predicts well"
-        )
-    return None
-
-
 def predict_paths(
-    predictor, paths: Iterable[str], batch_size: int = 64, top_k: int = 5, on_warning=None
+    predictor, paths: Iterable[str], batch_size: int = 64, top_k: int = 5
 ) -> Iterator[dict]:
-    """One result per path, in input order: {path, label, class_name, confidence, top_k}
-    or {path, error}. At most batch_size decoded images are held at a time. on_warning(text)
-    hears once when the first image is far from the model's input size."""
+    """One result per path, in input order: {path, label, class_name, confidence, top_k,
+    notes?} or {path, error}. `notes` lists what converting that image changed (a resize by
+    more than 2x, colour to grey, grey to colour, transparency flattened). At most batch_size
+    decoded images are held at a time."""
     h, w, c = predictor.input_shape
-    pending: list[tuple[str, np.ndarray | None, str | None]] = []
-    checked = on_warning is None
+    pending: list[tuple[str, np.ndarray | None, str | list[str]]] = []
     for path in paths:
-        if not checked:
-            warning = size_warning(path, (h, w))
-            checked = True
-            if warning:
-                on_warning(warning)
         try:
-            pending.append((path, read_image(path, (h, w), c), None))
+            pending.append((path, *read_image_noted(path, (h, w), c)))
         except ImageReadError as e:
             pending.append((path, None, str(e)))
         if len(pending) >= batch_size:
@@ -80,15 +58,31 @@ def predict_paths(
         yield from _flush(predictor, pending, top_k)
 
 
+def summarize_notes(noted: list[list[str]], total: int) -> str | None:
+    """'3 of 16 inputs were converted: 2 resized more than 2x, 1 colour converted to grey',
+    from the notes of the inputs that have any, out of total predicted."""
+    kinds: dict[str, int] = {}
+    converted = 0
+    for notes in noted:
+        converted += bool(notes)
+        for note in notes:
+            kind = "resized more than 2x" if note.startswith("resized") else note.split(" (")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    if not converted:
+        return None
+    how = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    return f"{converted} of {total} inputs were converted: {how} (see each record's notes)"
+
+
 def _flush(predictor, pending, top_k: int) -> Iterator[dict]:
     good = [a for _, a, _ in pending if a is not None]
     probs = predictor.predict(np.stack(good), batch_size=len(good)) if good else None
     names = predictor.class_names
     k = max(1, min(top_k, len(names)))
     i = 0
-    for path, array, error in pending:
+    for path, array, error_or_notes in pending:
         if array is None:
-            yield {"path": path, "error": _reason(path, error)}
+            yield {"path": path, "error": _reason(path, error_or_notes)}
             continue
         p = probs[i]
         i += 1
@@ -102,7 +96,7 @@ def _flush(predictor, pending, top_k: int) -> Iterator[dict]:
                 {"class_name": names[j], "label": int(j), "probability": round(float(p[j]), 6)}
                 for j in order
             ],
-        }
+        } | ({"notes": error_or_notes} if error_or_notes else {})
 
 
 def _reason(path: str, error: str | None) -> str:

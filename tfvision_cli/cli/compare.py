@@ -102,10 +102,11 @@ def _interval(low: float, high: float, signed: bool = False) -> str:
 def _print(r: dict) -> None:
     several = len(r["candidates"]) > 1
     models = [r["baseline"], *r["candidates"]]
+    paths, folder = console.short_paths([m["model"] for m in models])
     rows = [
         [
             _name(i, several),
-            m["model"],
+            paths[i],
             m["format"],
             f"{m['accuracy']:.4f}",
             _interval(*m["ci95"]),
@@ -114,7 +115,7 @@ def _print(r: dict) -> None:
         ]  # fmt: skip
         for i, m in enumerate(models)
     ]
-    title = f"Models on {r['images_from']}"
+    title = f"Models on {r['images_from']}" + (f" (paths under {folder})" if folder else "")
     columns = ["", "model", "format", "#accuracy", "95% CI", "#size", "#ms/image"]
     console.print_table(console.table(title, columns, rows))
     rows = [

@@ -23,7 +23,7 @@ def predict(
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
     from tfvision_cli.loaders import load_predictor
-    from tfvision_cli.predict import iter_paths, predict_paths
+    from tfvision_cli.predict import iter_paths, predict_paths, summarize_notes
 
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
@@ -32,13 +32,13 @@ def predict(
     console.log(
         "model: {path} " + f"({predictor.format}, input {_shape(predictor)})", path=predictor.path
     )
-    results = predict_paths(
-        predictor, iter_paths(inputs, sys.stdin), batch_size, top_k, on_warning=console.warn
-    )
-    start, done, failed, rows = time.perf_counter(), 0, 0, []
+    results = predict_paths(predictor, iter_paths(inputs, sys.stdin), batch_size, top_k)
+    start, done, failed, rows, noted = time.perf_counter(), 0, 0, [], []
     for r in results:
         done += 1
         failed += "error" in r
+        if r.get("notes"):
+            noted.append(r["notes"])
         if ndjson:
             console.emit_ndjson(r)
         else:
@@ -47,17 +47,20 @@ def predict(
                     r["path"],
                     r.get("class_name", ""),
                     f"{r['confidence']:.4f}" if "confidence" in r else "",
-                    r.get("error")
-                    or ", ".join(
-                        f"{t['class_name']} {t['probability']:.3f}" for t in r["top_k"][1:]
-                    ),
+                    r.get("error") or _next_and_notes(r),
                 ]
             )
     seconds = time.perf_counter() - start
     if rows:
-        console.print_table(
-            console.table("Predictions", ["path", "class", "#confidence", "next / error"], rows)
-        )
+        shown, folder = console.short_paths([row[0] for row in rows])
+        for row, path in zip(rows, shown, strict=True):
+            row[0] = path
+        title = "Predictions" + (f" (paths under {folder})" if folder else "")
+        columns = ["path", "class", "#confidence", "next / error / notes"]
+        console.print_table(console.table(title, columns, rows))
+    summary = summarize_notes(noted, done - failed)
+    if summary:
+        console.warn(summary)
     if done == 0:
         console.warn("no images found in the inputs")
     console.log(
@@ -71,3 +74,8 @@ def predict(
 def _shape(predictor) -> str:
     h, w, c = predictor.input_shape
     return f"{h}x{w}x{c}, {len(predictor.class_names)} classes"
+
+
+def _next_and_notes(r: dict) -> str:
+    text = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in r["top_k"][1:])
+    return text + "".join(f"; {note}" for note in r.get("notes", []))

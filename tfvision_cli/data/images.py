@@ -53,6 +53,54 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None, channels: 
         return _to_array(im, size, channels)
 
 
+def read_image_noted(
+    path: str | os.PathLike, size: tuple[int, int] | None, channels: int
+) -> tuple[np.ndarray, list[str]]:
+    """read_image, and a note for each conversion that changes what the model sees: a resize
+    by more than 2x either way, colour to grey, grey to colour, transparency flattened."""
+    with _opened(path) as im:
+        notes = conversion_notes(im, size, channels)
+        return _to_array(im, size, channels), notes
+
+
+# A resize by more than this factor, either way, is noted: a model trained on images of another
+# size seldom predicts them well.
+RESIZE_NOTE_FACTOR = 2.0
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def conversion_notes(im, size: tuple[int, int] | None, channels: int) -> list[str]:
+    """What converting the opened image im to (size, channels) changes, in words."""
+    notes = []
+    if size is not None:
+        h, w = size
+        factor = max(im.height / h, h / im.height, im.width / w, w / im.width)
+        if factor > RESIZE_NOTE_FACTOR:
+            notes.append(f"resized from {im.height}x{im.width} to {h}x{w} ({factor:.1f}x)")
+    grey = im.mode in _GREY_MODES
+    if channels == 1 and not grey and _has_colour(im):
+        notes.append("colour converted to grey")
+    elif channels == 3 and grey:
+        notes.append("grey converted to colour (the grey value repeated)")
+    if _has_transparency(im):
+        notes.append("transparency flattened onto black")
+    return notes
+
+
+def _has_colour(im) -> bool:
+    """True when any pixel's red, green and blue differ (a palette or RGB image of greys has
+    no colour to lose)."""
+    rgb = np.asarray(im.convert("RGB"))
+    return bool(np.any(rgb[..., 0] != rgb[..., 1]) or np.any(rgb[..., 1] != rgb[..., 2]))
+
+
+def _has_transparency(im) -> bool:
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        alpha = np.asarray(im.convert("RGBA"))[..., 3]
+        return bool(np.any(alpha < 255))
+    return False
+
+
 def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
     """(height, width, PIL mode) from the file's header, without decoding the pixels; raises
     ImageReadError as read_image does for files that are no image or too large."""

@@ -48,8 +48,21 @@ def test_every_map_points_at_the_digit_on_the_classic_convnet(cli, mnist, mnist_
     default schedule: 2.53x, 6.5x, 1.60x). Plain saliency is not 2x on the default fastnet
     (0.93x, see the note above)."""
     run = tmp_path / "cnn"
-    r = cli("train", "mnist", "--model", "cnn", "--label-smoothing", "0", "--epochs", "2",
-            "--steps-per-epoch", "400", "--run-dir", run, "--json")  # fmt: skip
+    r = cli(
+        "train",
+        "mnist",
+        "--model",
+        "cnn",
+        "--label-smoothing",
+        "0",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "400",
+        "--run-dir",
+        run,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     for method, at_least in (("saliency", 2.0), ("integrated-gradients", 2.0), ("gradcam", 1.3)):
         ratio = digit_ratio(run / "model.keras", method, *mnist_test)
@@ -142,16 +155,40 @@ def test_an_export_cannot_be_explained_nor_an_mlp_by_gradcam(cli, tmp_path):
 
 
 def test_robustness_is_consistent_at_eps_zero_and_never_rises_with_eps(cli, mnist_run, tmp_path):
-    r = cli("robustness", mnist_run, "--attack", "fgsm", "--eps", "0", "--corruptions", "",
-            "--plots", tmp_path, "--json")  # fmt: skip
+    r = cli(
+        "robustness",
+        mnist_run,
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0",
+        "--corruptions",
+        "",
+        "--plots",
+        tmp_path,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     report = r.json()
     test_accuracy = json.loads((mnist_run / "metrics.json").read_text())["test_accuracy"]
     assert report["n"] == 10_000
     assert report["attacks"][0]["accuracy"] == pytest.approx(report["clean_accuracy"], abs=1e-9)
     assert report["clean_accuracy"] == pytest.approx(test_accuracy, abs=1e-4)
-    r = cli("robustness", mnist_run, "--eps", "0,0.1,0.3", "--steps", "5", "--corruptions",
-            "gaussian_noise,rotation", "--limit", "200", "--plots", tmp_path, "--json")  # fmt: skip
+    r = cli(
+        "robustness",
+        mnist_run,
+        "--eps",
+        "0,0.1,0.3",
+        "--steps",
+        "5",
+        "--corruptions",
+        "gaussian_noise,rotation",
+        "--limit",
+        "200",
+        "--plots",
+        tmp_path,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     report = r.json()
     for kind in ("fgsm", "pgd"):
@@ -161,6 +198,9 @@ def test_robustness_is_consistent_at_eps_zero_and_never_rises_with_eps(cli, mnis
     pgd = {a["eps"]: a["accuracy"] for a in report["attacks"] if a["attack"] == "pgd"}
     fgsm = {a["eps"]: a["accuracy"] for a in report["attacks"] if a["attack"] == "fgsm"}
     assert pgd[0.3] <= fgsm[0.3] and fgsm[0.3] < 0.5  # a clean-trained model is fooled
+    assert report["warnings"] == []  # and shows no sign of gradient masking
+    noise = {row["eps"]: row["accuracy"] for row in report["random_noise"]}
+    assert noise[0.1] > fgsm[0.1] and noise[0.3] > fgsm[0.3]
     assert len(report["corruptions"]) == 10
     assert (tmp_path / "robustness.png").stat().st_size > 0
     r = cli("robustness", mnist_run, "--attack", "fgsn")
@@ -214,8 +254,10 @@ def test_attacks_stay_in_their_budget_and_training_starts_anew_each_step():
     w = tf.constant(rng.normal(size=(36, 3)).astype(np.float32))
     forward = lambda v: tf.nn.softmax(tf.reshape(v / 255.0, (-1, 36)) @ w)  # noqa: E731
     eps = 0.1
-    train = [perturb(forward, x0, y, "fgsm", eps, seed=s, random_start=True,
-                     step=1.25 * 255 * eps) for s in (1, 2)]  # fmt: skip
+    train = [
+        perturb(forward, x0, y, "fgsm", eps, seed=s, random_start=True, step=1.25 * 255 * eps)
+        for s in (1, 2)
+    ]
     for adv in (perturb(forward, x0, y, "fgsm", eps), perturb(forward, x0, y, "pgd", eps), *train):
         assert 0 < float(tf.reduce_max(tf.abs(adv - x0))) <= 255 * eps + 1e-3
         assert float(tf.reduce_min(adv)) >= 0 and float(tf.reduce_max(adv)) <= 255
@@ -254,3 +296,74 @@ def test_maps_explain_the_score_before_the_softmax():
     shift = logits - log_probs
     assert np.allclose(shift, shift[:, :1], atol=1e-4)
     assert not np.allclose(logits, log_probs, atol=1e-3)  # not the log-probabilities themselves
+
+
+def test_masking_signs_on_the_numbers_of_an_fgsm_trained_model():
+    """The issue's figures (FGSM-trained at eps 0.3): accuracy rising with eps, FGSM far above
+    PGD; a plain model's falling curves raise nothing."""
+    from tfvision_cli.robustness import masking_signs
+
+    def report(rows, noise=()):
+        attacks = [{"attack": k, "eps": e, "accuracy": a} for k, e, a in rows]
+        noise = [{"eps": e, "accuracy": a} for e, a in noise]
+        return {"n": 2000, "attacks": attacks, "random_noise": noise}
+
+    masked = report(
+        [
+            ("fgsm", 0.0, 0.988),
+            ("fgsm", 0.1, 0.499),
+            ("fgsm", 0.3, 0.975),
+            ("pgd", 0.0, 0.988),
+            ("pgd", 0.1, 0.193),
+            ("pgd", 0.3, 0.0),
+        ]
+    )
+    signs = masking_signs(masked)
+    assert any("rises from 0.499 at eps 0.1 to 0.975 at eps 0.3" in s for s in signs)
+    assert any("FGSM leaves accuracy 0.975 but PGD 0.000" in s for s in signs)
+    assert all("PGD with more steps" in s for s in signs)
+    plain = report(
+        [
+            ("fgsm", 0.0, 0.99),
+            ("fgsm", 0.1, 0.6),
+            ("fgsm", 0.3, 0.05),
+            ("pgd", 0.0, 0.99),
+            ("pgd", 0.1, 0.3),
+            ("pgd", 0.3, 0.0),
+        ],
+        noise=[(0.1, 0.98), (0.3, 0.9)],
+    )
+    assert masking_signs(plain) == []
+    weaker_than_noise = report([("fgsm", 0.0, 0.9), ("fgsm", 0.3, 0.85)], noise=[(0.3, 0.5)])
+    assert "above random noise" in masking_signs(weaker_than_noise)[0]
+
+
+def test_robustness_flags_a_model_whose_gradients_vanish(cli, tmp_path):
+    """A model that binarises its input (a steep sigmoid: zero gradient almost everywhere) is
+    'robust' only to the gradients: the attacks do no better than random signs of the same
+    budget, and robustness says so in --json, on stderr and in the picture."""
+    import keras
+
+    from tfvision_cli.data.catalog import open_dataset
+    from tfvision_cli.models.io import save_model
+
+    x, y = open_dataset("digits").arrays("train")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), dtype="uint8")
+    h = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    h = keras.layers.Flatten()(keras.ops.sigmoid((h - 0.5) * 1e5))
+    h = keras.layers.Dense(64, activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=20, batch_size=64, verbose=0)
+    path = save_model(model, tmp_path / "binarised.keras")
+    args = ["robustness", path, "-d", "digits", "--eps", "0,0.1,0.3", "--corruptions", ""]
+    r = cli(*args, "--plots", tmp_path, "--json")
+    assert r.exit_code == 0, r.stderr
+    report = r.json()
+    assert report["warnings"] and "gradient masking" in report["warnings"][0]
+    noise = {row["eps"]: row["accuracy"] for row in report["random_noise"]}
+    fgsm = {a["eps"]: a["accuracy"] for a in report["attacks"] if a["attack"] == "fgsm"}
+    assert fgsm[0.3] > noise[0.3]  # the sign the warnings report
+    r = cli(*args, "--plots", tmp_path)
+    assert "gradient masking" in r.stderr and "random noise" in r.stdout

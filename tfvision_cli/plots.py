@@ -194,8 +194,32 @@ def robustness(report: dict, out: Path) -> Path:
     for kind in sorted({a["attack"] for a in report["attacks"]}):
         rows = [a for a in report["attacks"] if a["attack"] == kind]
         left.plot([a["eps"] for a in rows], [a["accuracy"] for a in rows], "o-", label=kind)
-    left.set(xlabel="epsilon (share of the pixel range)", ylabel="accuracy", ylim=(0, 1.02),
-             title="Adversarial attacks")  # fmt: skip
+    if report.get("random_noise"):
+        noise = report["random_noise"]
+        left.plot(
+            [r["eps"] for r in noise],
+            [r["accuracy"] for r in noise],
+            "x:",
+            color="grey",
+            label="random noise",
+        )
+    if report.get("warnings"):
+        left.text(
+            0.02,
+            0.03,
+            f"{len(report['warnings'])} sign(s) of gradient masking:\nsee "
+            "the warnings; check with a stronger attack",
+            transform=left.transAxes,
+            fontsize=7,
+            color="#b00020",
+            va="bottom",
+        )
+    left.set(
+        xlabel="epsilon (share of the pixel range)",
+        ylabel="accuracy",
+        ylim=(0, 1.02),
+        title="Adversarial attacks",
+    )
     for name in sorted({c["name"] for c in report["corruptions"]}):
         rows = [c for c in report["corruptions"] if c["name"] == name]
         right.plot([c["severity"] for c in rows], [c["accuracy"] for c in rows], "o-", label=name)

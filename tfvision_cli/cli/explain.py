@@ -33,7 +33,7 @@ def explain(
         False,
         "--sanity-check",
         help="Compare the maps with those of randomised weights (Adebayo et al. 2018).",
-    ),  # fmt: skip
+    ),
     as_json: bool = flag(False, "--json", help="NDJSON on stdout, one record per image."),
 ) -> None:
     """Why the model decided: a heatmap per image (.npy at the image's resolution) and an
@@ -54,8 +54,11 @@ def explain(
         elif "error" in record:
             console.warn(record["error"])
         else:
-            console.log(f"{record['class_name']} {record['confidence']:.2f} " + "{path} -> {png}",
-                        path=record["path"], png=record["overlay"])  # fmt: skip
+            console.log(
+                f"{record['class_name']} {record['confidence']:.2f} " + "{path} -> {png}",
+                path=record["path"],
+                png=record["overlay"],
+            )
     if sanity_check:
         _sanity(predictor, paths, method, steps, smooth, as_json)
     if failed:
@@ -93,8 +96,10 @@ def _sanity(predictor, paths, method: str, steps: int, smooth: int, as_json: boo
         for s in result["stages"]
     )
     verdict = "passed" if result["passed"] else "FAILED: the maps barely depend on the weights"
-    console.log(f"sanity check ({method}; rank correlation with the maps of randomised "
-                f"weights): {stages}; {verdict}")  # fmt: skip
+    console.log(
+        f"sanity check ({method}; rank correlation with the maps of randomised "
+        f"weights): {stages}; {verdict}"
+    )
 
 
 def robustness(
@@ -104,13 +109,13 @@ def robustness(
         "0,0.05,0.1,0.2,0.3",
         "--eps",
         help="L-inf budgets as shares of the pixel range (0.3 = 76 of 255), comma-separated.",
-    ),  # fmt: skip
+    ),
     steps: int = typer.Option(10, "--steps", min=1, max=1000, help="PGD steps."),
     corruptions: str = typer.Option(
         "gaussian_noise,gaussian_blur,contrast,rotation,jpeg",
         "--corruptions",
         help="Corruptions (severities 1-5 each), comma-separated; '' for none.",
-    ),  # fmt: skip
+    ),
     dataset: str | None = dataset_option("--dataset", "-d", help="Default: the model's own."),
     class_map: Path | None = CLASS_MAP,
     limit: int | None = typer.Option(
@@ -146,26 +151,52 @@ def robustness(
         images, labels = images[keep], labels[keep]
 
     def progress(row: dict) -> None:
-        what = f"{row['attack']} eps {row['eps']:g}" if "attack" in row else \
-            f"{row['name']} severity {row['severity']}"  # fmt: skip
+        what = (
+            f"{row['attack']} eps {row['eps']:g}"
+            if "attack" in row
+            else f"{row['name']} severity {row['severity']}"
+        )
         console.log(f"{what}: accuracy {row['accuracy']:.4f}")
 
-    report = measure(predictor, images, labels, attacks, budgets, steps, kinds,
-                     on_progress=progress)  # fmt: skip
+    report = measure(
+        predictor, images, labels, attacks, budgets, steps, kinds, on_progress=progress
+    )
     report["images_from"] = data.report["images_from"]
     out = plots or predictor.run_dir or runs_root() / "robustness"
     report["plot"] = str(draw(report, Path(out) / "robustness.png"))
     if as_json:
         console.emit_json(report)
         return
-    rows = [[a["attack"], f"{a['eps']:g}", a["steps"], f"{a['accuracy']:.4f}"]
-            for a in report["attacks"]]  # fmt: skip
-    console.print_table(console.table(
-        f"Attacks on {report['n']:,} images (clean accuracy {report['clean_accuracy']:.4f})",
-        ["attack", "#eps", "#steps", "#accuracy"], rows))  # fmt: skip
+    rows = [
+        [a["attack"], f"{a['eps']:g}", a["steps"], f"{a['accuracy']:.4f}"]
+        for a in report["attacks"]
+    ]
+    console.print_table(
+        console.table(
+            f"Attacks on {report['n']:,} images (clean accuracy {report['clean_accuracy']:.4f})",
+            ["attack", "#eps", "#steps", "#accuracy"],
+            rows,
+        )
+    )
+    if report.get("random_noise"):
+        rows = [
+            ["random noise", f"{r['eps']:g}", 1, f"{r['accuracy']:.4f}"]
+            for r in report["random_noise"]
+        ]
+        console.print_table(
+            console.table(
+                "Random signs of the same budget (an attack must do better)",
+                ["", "#eps", "#draws", "#accuracy"],
+                rows,
+            )
+        )
+    for warning in report.get("warnings", []):
+        console.warn(warning)
     names = sorted({c["name"] for c in report["corruptions"]})
-    rows = [[n, *(f"{c['accuracy']:.3f}" for c in report["corruptions"] if c["name"] == n)]
-            for n in names]  # fmt: skip
+    rows = [
+        [n, *(f"{c['accuracy']:.3f}" for c in report["corruptions"] if c["name"] == n)]
+        for n in names
+    ]
     if rows:
         columns = ["corruption", "#1", "#2", "#3", "#4", "#5"]
         console.print_table(console.table("Corruptions by severity", columns, rows))

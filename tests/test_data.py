@@ -83,9 +83,71 @@ def test_download_offline_fails_fast_and_says_how_to_work_offline(cli, monkeypat
     r = cli("data", "download", "cifar10", "--data-dir", str(tmp_path))
     assert r.exit_code == 1
     assert time.perf_counter() - start < 5
-    assert "no network" in r.stderr and "TFDS_DATA_DIR" in r.stderr
+    assert "no network" in r.stderr and "TFDS_DATA_DIR" in r.stderr and "`digits`" in r.stderr
     assert "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())
+
+
+# MNIST's published class counts (LeCun et al.; shared/datasets/mnist/README.md)
+PUBLISHED = {
+    "train": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    "test": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+}
+
+
+def test_the_main_job_trains_offline_from_the_packaged_mnist(cli, monkeypatch, tmp_path):
+    """No network and no TFDS copy: `tfvision train mnist` reads the IDX files shipped in the
+    package, says so, and evaluates on MNIST's 10,000 test images."""
+    from tfvision_cli.data import tfds_source
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(tfds_source, "_network_reachable", lambda *a, **k: False)
+    info = cli("data", "info", "mnist", "--json")
+    assert info.exit_code == 0, info.stderr
+    counts = info.json()["class_counts_per_split"]
+    assert counts == PUBLISHED and info.json()["source"] == "packaged"
+    r = cli(
+        "train",
+        "mnist",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "20",
+        "--run-dir",
+        tmp_path / "run",
+        "--json",
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "IDX files packaged with tfvision" in r.stderr
+    metrics = r.json()["metrics"]
+    assert metrics["test_accuracy"] > 0.5  # 20 steps of an MLP already learn the digits
+    r = cli("evaluate", tmp_path / "run", "--json", "--no-plots")
+    assert r.exit_code == 0 and r.json()["num_examples"] == 10_000, r.stderr
+    assert not any((tmp_path / "empty").glob("mnist*"))  # nothing downloaded or prepared
+
+
+def test_packaged_mnist_is_tfds_mnist(mnist):
+    """The packaged IDX files hold the same images as TFDS's prepared MNIST: the same multiset
+    of (image, label) pairs in each split, whatever order each source keeps."""
+    import hashlib
+
+    from tfvision_cli.data.builtin import packaged_mnist
+    from tfvision_cli.data.catalog import open_dataset
+
+    packaged, tfds = packaged_mnist(), open_dataset("mnist", data_dir=mnist)
+    assert tfds.info.source == "tfds"
+    for split in ("train", "test"):
+        digests = []
+        for images, labels in (packaged.arrays(split), tfds.arrays(split)):
+            digests.append(
+                sorted(
+                    hashlib.sha256(x.tobytes() + bytes([y])).digest()
+                    for x, y in zip(images, labels, strict=True)
+                )
+            )
+        assert digests[0] == digests[1]
 
 
 def test_network_probe_really_fails_without_network():

@@ -66,6 +66,15 @@ def _open_folder(spec: str, data_dir, image_size, channels) -> Dataset:
     return folder.ImageFolderDataset(path, image_size=image_size, channels=channels)
 
 
+def _open_tfds(spec: str, data_dir, image_size, channels) -> Dataset:
+    """A TFDS dataset; `mnist` from the IDX files packaged with tfvision when TFDS has no copy
+    of it and cannot download one (the main job works on a machine with no network)."""
+    offline = spec == "mnist" and not tfds_source.on_disk(spec, data_dir)
+    if offline and not tfds_source.can_download():
+        return builtin.packaged_mnist(image_size)
+    return tfds_source.TfdsDataset.from_name(spec, data_dir=data_dir, image_size=image_size)
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
@@ -77,13 +86,7 @@ class Source:
 SOURCES = (
     Source("builtin", lambda spec: spec in BUILTIN, lambda spec, *_: BUILTIN[spec]()),
     Source("folder", is_path_spec, _open_folder),
-    Source(
-        "tfds",
-        lambda spec: True,
-        lambda spec, data_dir, image_size, _: tfds_source.TfdsDataset.from_name(
-            spec, data_dir=data_dir, image_size=image_size
-        ),
-    ),
+    Source("tfds", lambda spec: True, _open_tfds),
 )
 
 

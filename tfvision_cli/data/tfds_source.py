@@ -19,7 +19,7 @@ from tfvision_cli.tf_import import tfds as import_tfds
 OFFLINE_HINT = (
     "to work offline, point --data-dir or TFDS_DATA_DIR at a directory that holds the "
     "dataset already prepared by TFDS (as `tfvision data download` writes it on a machine "
-    "with a network)"
+    "with a network); `digits`, and `mnist` from the files packaged with tfvision, need none"
 )
 # Variable-size datasets (tf_flowers, ...) are resized to this unless --image-size says.
 DEFAULT_IMAGE_SIZE = (64, 64)
@@ -296,13 +296,25 @@ def _network_reachable(
         return False
 
 
+def on_disk(name: str, data_dir: str | None = None) -> bool:
+    """True when a version of the TFDS dataset name is prepared in the data directory."""
+    root = Path(resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser()
+    try:
+        return any((root / name.split(":")[0]).glob("*/dataset_info.json"))
+    except OSError:
+        return False
+
+
+def can_download() -> bool:
+    """Whether TFDS's download servers answer (a probe of at most 3 s, without TensorFlow)."""
+    return _network_reachable()
+
+
 def download(name: str, data_dir: str | None = None) -> DatasetInfo:
     """Download and prepare a TFDS dataset with TFDS's own code (progress bars on stderr)."""
-    root = Path(resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser()
-    on_disk = any((root / name.split(":")[0]).glob("*/dataset_info.json"))
     # TFDS retries for minutes when there is no network; a quick probe, made before
     # TensorFlow is even imported, fails in seconds.
-    if not on_disk and not _network_reachable():
+    if not on_disk(name, data_dir) and not _network_reachable():
         raise DataError(f"cannot download {name!r}: no network", hint=OFFLINE_HINT)
     ds = TfdsDataset.from_name(name, data_dir=data_dir)
     if ds.builder.is_prepared():

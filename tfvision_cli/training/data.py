@@ -267,7 +267,7 @@ def choose_epochs(config: TrainConfig, n_train: int, replicas: int) -> TrainConf
 def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:
     """What the run trains on, for the "data" event."""
     return {
-        "name": info.name,
+        "name": info.name if info.source != "packaged" else f"{info.name} ({info.description})",
         "shape": splits.shape,
         "classes": info.num_classes,
         "train": size(splits.train),

@@ -48,6 +48,15 @@ def run(args: list[str]) -> tuple[float, dict]:
     return seconds, json.loads(r.stdout)["metrics"]
 
 
+# name -> flags. The default's --augment auto picks light augmentation below 5,000 training
+# images per class; "--augment none" shows what that choice is worth.
+RECIPES = {
+    "default": [],
+    "default --augment none": ["--augment", "none"],
+    "keras-example": ["--preset", "keras-example"],
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=20000)
@@ -59,7 +68,7 @@ def main() -> None:
         write_tree(root, a.train, a.test)
         os.environ["TFVISION_RUNS_DIR"] = str(Path(tmp) / "runs")
         for seed in a.seeds:
-            for name, extra in (("default", []), ("keras-example", ["--preset", "keras-example"])):
+            for name, extra in RECIPES.items():
                 seconds, m = run([str(root), "--seed", str(seed), *extra])
                 print(
                     json.dumps(
@@ -70,6 +79,7 @@ def main() -> None:
                             "test_accuracy": m["test_accuracy"],
                             "test_examples": m["test_examples"],
                             "epochs": m["epochs"],
+                            "augment": m.get("augment"),
                             "wall_seconds": round(seconds, 1),
                             "train_seconds": m["train_seconds"],
                         }

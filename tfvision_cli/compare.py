@@ -209,17 +209,21 @@ def batch1_latency_ms(predictor, images: np.ndarray, runs: int) -> float | None:
 
 
 def write_disagreements(comparison: Comparison, out_dir: Path, specs: list[str]) -> list[Path]:
-    """For each candidate, a grid of (up to 32) images where it and the baseline disagree."""
+    """For each candidate, a grid of (up to 32) images where it and the baseline disagree: a
+    seeded sample with every true class in its share, not the first 32 in file order (one class
+    of a folder dataset)."""
     from tfvision_cli import plots
+    from tfvision_cli.data.base import stratified_sample
 
     names = comparison.report.get("class_names") or []
     written = []
     base = comparison.predictions[0]
     for i, pred in enumerate(comparison.predictions[1:], start=1):
-        where = np.flatnonzero(pred != base)[:32]
+        label = comparison.labels
+        where = np.flatnonzero(pred != base)
         if not len(where):
             continue
-        label = comparison.labels
+        where = where[stratified_sample(label[where], 32, seed=0)]
 
         def name(k, names=names):
             return names[k] if k < len(names) else str(k)
@@ -235,6 +239,6 @@ def write_disagreements(comparison: Comparison, out_dir: Path, specs: list[str])
                 title_colors=colors,
                 suptitle=f"A = {Path(specs[0]).name}, B = {Path(specs[i]).name}: "
                 f"{int(np.sum(pred != base))} disagreements (green: B right)",
-            )  # fmt: skip
+            )
         )
     return written

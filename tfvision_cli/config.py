@@ -16,7 +16,7 @@ from tfvision_cli.errors import UsageError, did_you_mean
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
-AUGMENTS = ("none", "light", "standard", "randaugment")
+AUGMENTS = ("auto", "none", "light", "standard", "randaugment")
 CACHES = ("auto", "memory", "disk", "none")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -125,9 +125,11 @@ class TrainConfig:
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW-style).", low=0, high=1)
     label_smoothing: float = option(0.1, "Label smoothing of the training loss.", low=0, below=1)
     augment: str = option(
-        "none",
+        "auto",
         "Random augmentation in tf.data: light/standard geometric, or randaugment (Keras's "
-        "RandAugment: two random ops a batch at --augment-magnitude). Never mirrors digits.",
+        "RandAugment: two random ops a batch at --augment-magnitude). Never mirrors digits. "
+        "auto: light for images of 16x16 or more with under 5,000 training images per class "
+        "(where a model overfits), else none.",
         choices=AUGMENTS,
     )
     augment_magnitude: float = option(
@@ -338,6 +340,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_epochs": 0.0,
         "label_smoothing": 0.0,
         "validation_split": 0.1,
+        "augment": "none",
     },
 }
 

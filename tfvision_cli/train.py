@@ -16,6 +16,7 @@ from tfvision_cli.files import write_json
 from tfvision_cli.models.io import trained_model
 from tfvision_cli.training.data import (
     build_pipelines,
+    choose_augment,
     choose_epochs,
     describe_data,
     load_splits,
@@ -110,6 +111,7 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
     info = dataset.info
     splits = load_splits(dataset, config, placement.num_workers)
     config = choose_epochs(config, size(splits.train), placement.replicas)
+    config = choose_augment(config, size(splits.train), splits.shape, info.num_classes)
     if "skipped_files" in splits.notes:
         emit("skipped", files=splits.notes["skipped_files"])
     # --cache disk: decoded images kept in a temporary folder for the epochs after the first

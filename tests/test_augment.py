@@ -111,3 +111,19 @@ def test_preview_shows_each_image_beside_its_augmented_self(cli, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     r = cli("data", "preview", "digits", "--mixup", "-1", "--out", tmp_path / "x.png")
     assert r.exit_code == 2 and not (tmp_path / "x.png").exists()
+
+
+def test_augment_auto_decides_from_the_data():
+    """light where the default model overfits (few images per class, images large enough to
+    shift), none for MNIST-sized data and for 8x8 digits; an explicit choice is kept."""
+    from tfvision_cli.config import TrainConfig
+    from tfvision_cli.training.data import choose_augment
+
+    auto = TrainConfig(dataset="x")
+    assert auto.augment == "auto"
+    assert choose_augment(auto, 20_000, (28, 28, 1), 10).augment == "light"  # 2,000 a class
+    assert choose_augment(auto, 54_000, (28, 28, 1), 10).augment == "none"  # MNIST's train
+    assert choose_augment(auto, 1_400, (8, 8, 1), 10).augment == "none"  # digits
+    assert choose_augment(auto, 300, (64, 64, 3), 3).augment == "light"
+    chosen = TrainConfig(dataset="x", augment="standard")
+    assert choose_augment(chosen, 300, (64, 64, 3), 3).augment == "standard"

@@ -105,3 +105,84 @@ def test_missing_file_is_an_error_line_not_a_crash(cli, mnist_run, tmp_path):
     assert r.exit_code == 1
     (res,) = _lines(r.stdout)
     assert res["path"].endswith("nope.png") and "error" in res
+
+
+EPS = (
+    b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n"
+    b"newpath 0 0 moveto 28 28 lineto stroke showpage\n%%EOF\n"
+)
+
+
+def test_only_allowed_formats_are_decoded_by_content(cli, mnist_run, tmp_path):
+    """An allow-list by content: EPS (which Pillow hands to Ghostscript), TIFF, WebP, PPM and
+    ICO behind image names are each that file's error record; PNG/JPEG/BMP/GIF under any name
+    are read, and the other inputs of the batch are predicted."""
+    from PIL import Image
+
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    good = [
+        write_image(tmp_path / "one.png", digit),
+        write_image(tmp_path / "really-a-png.jpg", digit, format="PNG"),
+        write_image(tmp_path / "bmp-named.gif", digit, format="BMP"),
+    ]
+    (tmp_path / "eps.png").write_bytes(EPS)
+    bad = [tmp_path / "eps.png"]
+    for name, fmt in (
+        ("tiff.jpg", "TIFF"),
+        ("webp.png", "WEBP"),
+        ("ppm.bmp", "PPM"),
+        ("ico.gif", "ICO"),
+    ):
+        Image.fromarray(digit).save(tmp_path / name, format=fmt)
+        bad.append(tmp_path / name)
+    r = cli("predict", mnist_run, *good[:2], *bad, good[2], "--json")
+    assert r.exit_code == 1
+    results = {res["path"]: res for res in _lines(r.stdout)}
+    assert len(results) == len(good) + len(bad)
+    for path in good:
+        assert results[str(path)]["class_name"] == "1", results[str(path)]
+    for path in bad:
+        assert "not a PNG, JPEG, BMP or GIF image" in results[str(path)]["error"], path
+
+
+def test_an_extreme_image_is_one_error_and_the_batch_goes_on(cli, mnist_run, tmp_path):
+    """A 1x50,000,000 PNG is 48 kB and under the pixel limit, but resizing it would take
+    gigabytes: refused from its header, like a side over the limit; a failure while converting
+    one file (here a MemoryError) is that file's error too."""
+    from PIL import Image
+
+    Image.new("L", (50_000_000, 1)).save(tmp_path / "line.png")
+    Image.new("L", (40_000, 400)).save(tmp_path / "wide.png")
+    assert (tmp_path / "line.png").stat().st_size < 200_000
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255
+    files = [write_image(tmp_path / f"{i}.png", digit) for i in range(3)]
+    inputs = [files[0], tmp_path / "line.png", files[1], tmp_path / "wide.png", files[2]]
+    r = cli("predict", mnist_run, *inputs, "--json")
+    assert r.exit_code == 1
+    results = _lines(r.stdout)
+    assert [("error" in res) for res in results] == [False, True, False, True, False]
+    assert "more than 100 times wider" in results[1]["error"]
+    assert "over 32,768" in results[3]["error"]
+
+
+def test_a_memory_error_while_converting_is_that_files_error(cli, mnist_run, tmp_path, monkeypatch):
+    from PIL import Image
+
+    digit = np.zeros((28, 28), np.uint8)
+    files = [write_image(tmp_path / f"{i}.png", digit) for i in range(3)]
+    write_image(tmp_path / "big.png", np.zeros((56, 56), np.uint8))
+    resize = Image.Image.resize
+
+    def fails_for_big(self, size, *args, **kwargs):
+        if self.size == (56, 56):
+            raise MemoryError
+        return resize(self, size, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", fails_for_big)
+    r = cli("predict", mnist_run, files[0], tmp_path / "big.png", *files[1:], "--json")
+    assert r.exit_code == 1
+    results = _lines(r.stdout)
+    assert [("error" in res) for res in results] == [False, True, False, False]
+    assert "too large to convert in memory" in results[1]["error"]

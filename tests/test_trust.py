@@ -248,8 +248,87 @@ def test_a_savedmodel_that_touches_files_is_refused_before_it_runs(cli, tmp_path
     assert "not checked" in r.stderr and marker.exists()
 
 
+def _graph_in_a_string(path: Path, marker: Path) -> None:
+    """serving_default runs a GraphDef kept in a string (DatasetFromGraph): its dataset
+    function writes a file. No op that touches files appears in the model's own graph."""
+    import tensorflow as tf
+
+    def write(i):
+        with tf.control_dependencies([tf.io.write_file(str(marker), "written")]):
+            return tf.identity(i)
+
+    inner = tf.data.Dataset.range(1).map(write)
+    graph_def = tf.raw_ops.DatasetToGraphV2(input_dataset=inner._variant_tensor).numpy()
+
+    class Hidden(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.uint8)])
+        def serve(self, x):
+            empty = tf.strings.substr(tf.as_string(tf.shape(x)[0]), 0, 0)  # not foldable
+            variant = tf.raw_ops.DatasetFromGraph(graph_def=tf.strings.join([graph_def, empty]))
+            ds = tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.int64))
+            total = ds.reduce(tf.constant(0, tf.int64), lambda a, b: a + b)
+            probs = tf.one_hot(tf.zeros([tf.shape(x)[0]], tf.int32), 10)
+            return {"output_0": probs + 0.0 * tf.cast(total, tf.float32)}
+
+    module = Hidden()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+
+def _tf1_main_op(path: Path, marker: Path) -> None:
+    """A TF1 SavedModel whose main op (in a collection, not a signature) runs SaveV2: TF1
+    loaders, tf.saved_model.load among them, run it when they load."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.uint8, [None, 28, 28, 1], name="image")
+        probs = tf.one_hot(tf.zeros([tf.shape(x)[0]], tf.int32), 10, name="probs")
+        save = tf.raw_ops.SaveV2(
+            prefix=str(marker), tensor_names=["x"], shape_and_slices=[""], tensors=[1.0]
+        )
+        with tf.compat.v1.Session(graph=graph) as session:
+            builder = tf.compat.v1.saved_model.Builder(str(path))
+            signature = tf.compat.v1.saved_model.predict_signature_def(
+                {"image": x}, {"probs": probs}
+            )
+            builder.add_meta_graph_and_variables(
+                session, ["serve"], {"serving_default": signature}, main_op=save
+            )
+            builder.save()
+
+
+@pytest.mark.parametrize("build", [_graph_in_a_string, _tf1_main_op])
+def test_a_savedmodel_outside_the_allow_list_is_refused(cli, tmp_path, mnist_run, build):
+    """Routes a deny-list missed: every command that takes a model refuses it before it runs
+    and nothing is written; trusted, the same model does write (the check is what stops it)."""
+    marker = tmp_path / "written"
+    path = tmp_path / "model"
+    build(path, marker)
+    image = write_image(tmp_path / "seven.png", np.zeros((28, 28), np.uint8))
+    commands = [
+        ("predict", path, image, "--json"),
+        ("evaluate", path, "--dataset", "mnist", "--no-plots"),
+        ("compare", mnist_run, path, "--dataset", "mnist", "--no-plots"),
+        ("compare", path, mnist_run, "--dataset", "mnist", "--no-plots"),
+        ("export", path, "--format", "onnx", "--out", tmp_path / "out.onnx"),
+        ("benchmark", path),
+    ]
+    for args in commands:
+        r = cli(*args)
+        assert r.exit_code in (1, 2), (args, r.stderr)
+        assert not list(tmp_path.glob("written*")), args
+        assert "Traceback" not in r.stderr
+    r = cli("predict", path, image, "--json")
+    assert "refused" in r.stderr and "--trust-model" in r.stderr
+    expected = "DatasetFromGraph" if build is _graph_in_a_string else "SaveV2 (on the path"
+    assert expected in r.stderr
+    r = cli("predict", path, image, "--json", "--trust-model")
+    assert r.exit_code == 0, r.stderr
+    assert list(tmp_path.glob("written*"))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mlp", "fastnet", "resnet", "vit", "rnn"])
+@pytest.mark.parametrize("name", ["mlp", "fastnet", "resnet", "vit", "rnn", "mobilenet_v2"])
 def test_tfvisions_own_savedmodels_pass_the_op_check(tmp_path, name):
     from tfvision_cli.model_scan import unsafe_ops
     from tfvision_cli.models.registry import create_model

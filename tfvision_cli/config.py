@@ -16,7 +16,7 @@ from tfvision_cli.errors import UsageError, did_you_mean
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam")
 SCHEDULES = ("constant", "cosine", "one-cycle")
-AUGMENTS = ("auto", "none", "light", "standard", "randaugment")
+AUGMENTS = ("auto", "none", "shift", "light", "standard", "randaugment")
 CACHES = ("auto", "memory", "disk", "none")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 CLASS_WEIGHTS = ("none", "balanced")

@@ -283,3 +283,53 @@ def _read_json_dict(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+PNG_SOFTWARE = "tfvision"  # the PNG tag that proves a picture is tfvision's
+
+
+def is_tfvision_png(path: Path) -> bool:
+    """True for a PNG file (not a link) whose Software tag says tfvision wrote it; only PNG is
+    read, whatever the file's name."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            return im.format == "PNG" and str(im.info.get("Software", "")) == PNG_SOFTWARE
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return False
+
+
+_TEMP_EXACT = re.compile(
+    r"\.(?P<name>.+)\.tfvision-tmp-(?P<pid>\d{1,10})-(?P<token>[0-9a-f]{16})(?P<suffix>(\.[a-z0-9]+)*)"
+)
+
+
+def is_own_temporary(path: Path, names: frozenset[str] | set[str]) -> bool:
+    """True when path is provably a temporary tfvision made for one of `names`: its whole name
+    is tfvision's spelling for one of them, and a folder also holds the marker with its token.
+    A look-alike (`.thesis.tfvision-tmp-1-<hex>-DRAFTS`) is never one."""
+    path = Path(path)
+    m = _TEMP_EXACT.fullmatch(path.name)
+    if m is None or m.group("name") not in names or path.is_symlink():
+        return False
+    if path.is_dir():
+        try:
+            return (path / TEMP_MARKER).read_text() == m.group("token")
+        except OSError:
+            return False
+    return path.is_file()
+
+
+def export_folder_is_ours(folder: Path) -> bool:
+    """True for a folder tfvision exported that holds nothing but the files it recorded."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    marker = read_marker(folder)
+    if marker is None or marker["kind"] != "export":
+        return False
+    return set(_files(folder)) <= set(marker["files"])

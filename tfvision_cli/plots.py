@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli.errors import UsageError
-from tfvision_cli.files import atomic_file
-
-SOFTWARE = "tfvision"  # the PNG tag that proves a picture is tfvision's
+from tfvision_cli.files import PNG_SOFTWARE as SOFTWARE
+from tfvision_cli.files import atomic_file, is_tfvision_png
 
 
 def _pyplot():
@@ -46,14 +45,7 @@ def check_png_replaceable(out: Path) -> None:
         raise UsageError(
             f"{out} exists and is not a picture tfvision wrote; refusing to replace it"
         )
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(out) as im:
-            ours = im.format == "PNG" and str(im.info.get("Software", "")) == SOFTWARE
-    except (OSError, UnidentifiedImageError, ValueError):
-        ours = False
-    if not ours:
+    if not is_tfvision_png(out):
         raise UsageError(
             f"{out} exists and was not written by tfvision; refusing to replace it",
             hint="choose another name or folder",

@@ -84,7 +84,7 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
         else:  # jpeg
             buffer = io.BytesIO()
             im.save(buffer, format="JPEG", quality=_JPEG[s])
-            im = Image.open(io.BytesIO(buffer.getvalue()))
+            im = Image.open(io.BytesIO(buffer.getvalue()), formats=["JPEG"])
             im.load()
         arr = np.asarray(im)
         out[i] = arr[..., None] if image.shape[-1] == 1 else arr

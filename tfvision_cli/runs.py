@@ -235,23 +235,78 @@ def epochs_done(run: RunDir) -> int:
         return 0
 
 
-# what tfvision writes in a run directory (training, evaluate's pictures, default exports)
-_RUN_ENTRIES = frozenset(
-    {"config.yaml", "model.keras", "metrics.json", "history.csv", "classes.json", "backup",
-     "logs", "run.json", "run.lock", "exports", "confusion_matrix.png",
-     "confident_mistakes.png", "training_curves.png"}
-)  # fmt: skip
+# What tfvision writes in a run directory, by kind: files of training, pictures (PNGs carrying
+# tfvision's tag), and folders whose every entry is checked in turn.
+_RUN_FILES = frozenset(
+    {
+        "config.yaml",
+        "model.keras",
+        "metrics.json",
+        "history.csv",
+        "classes.json",
+        "run.json",
+        "run.lock",
+    }
+)
+_RUN_PICTURES = frozenset(
+    {"confusion_matrix.png", "confident_mistakes.png", "training_curves.png", "robustness.png"}
+)
+_BACKUP_FILES = frozenset({"latest.weights.h5", "training_metadata.json"})
 
 
 def foreign_entries(run: RunDir) -> list[str]:
-    """Names in the run directory that tfvision does not write there."""
-    from tfvision_cli.files import is_temporary
+    """Paths in the run directory (relative to it) that tfvision cannot prove it wrote: any
+    name it does not write, a picture without its tag, a link, a user's file inside backup/,
+    logs/ or exports/, a look-alike of its temporaries."""
+    from tfvision_cli.files import is_own_temporary, is_tfvision_png
 
-    return sorted(
-        p.name
-        for p in run.path.iterdir()
-        if p.name not in _RUN_ENTRIES and not is_temporary(p.name)
+    foreign = []
+    for p in sorted(run.path.iterdir()):
+        if p.is_symlink():
+            foreign.append(p.name)
+        elif p.name in _RUN_FILES:
+            foreign += [] if p.is_file() else [p.name]
+        elif p.name in _RUN_PICTURES:
+            foreign += [] if is_tfvision_png(p) else [p.name]
+        elif p.name in ("backup", "logs", "exports") and p.is_dir():
+            foreign += [f"{p.name}/{name}" for name in _foreign_inside(p)]
+        elif not is_own_temporary(p, _RUN_FILES | _RUN_PICTURES):
+            foreign.append(p.name)
+    return foreign
+
+
+def _foreign_inside(folder: Path) -> list[str]:
+    from tfvision_cli.files import export_folder_is_ours, is_own_temporary
+
+    foreign = []
+    for p in sorted(folder.iterdir()):  # backup/, logs/ or exports/
+        if folder.name == "backup":
+            ours = p.is_file() and not p.is_symlink() and p.name in _BACKUP_FILES
+            ours = ours or is_own_temporary(p, _BACKUP_FILES)
+        elif folder.name == "logs":  # TensorBoard: one folder of event files per split
+            ours = _event_folder(p)
+        else:  # exports: tfvision's export folders, each holding only what it recorded
+            ours = export_folder_is_ours(p) or _own_export_temporary(p)
+        if not ours:
+            foreign.append(p.name)
+    return foreign
+
+
+def _event_folder(p: Path) -> bool:
+    if p.is_symlink() or not p.is_dir():
+        return False
+    return all(
+        f.is_file() and not f.is_symlink() and f.name.startswith("events.out.tfevents.")
+        for f in p.iterdir()
     )
+
+
+def _own_export_temporary(p: Path) -> bool:
+    """A temporary export folder a killed export left (its marker holds its token)."""
+    from tfvision_cli.files import is_own_temporary
+
+    name = p.name.split(".tfvision-tmp-")[0].lstrip(".")
+    return p.is_dir() and is_own_temporary(p, {name})
 
 
 def remove_run(run: RunDir) -> None:
@@ -259,11 +314,17 @@ def remove_run(run: RunDir) -> None:
     files (a user's file put there keeps the whole run, and says so)."""
     import shutil
 
+    if run.path.is_symlink():
+        raise UsageError(
+            f"{run.path} is a symbolic link; give the run's own folder (nothing was deleted)"
+        )
     run.read_state()
     others = foreign_entries(run)
     if others:
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
         raise TfvisionError(
-            f"{run.path} holds files tfvision did not write ({', '.join(others[:5])}); not deleted",
+            f"{run.path} holds files tfvision did not write ({', '.join(others[:5])}{more}); "
+            "not deleted",
             hint="move them out first",
         )
     with run.lock():  # fails at once while training or tune uses it

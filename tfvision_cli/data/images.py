@@ -16,8 +16,16 @@ import numpy as np
 from tfvision_cli.errors import TfvisionError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif"}
-# Images with more pixels than this are refused before decoding (decompression bombs).
+# The formats decoded, recognised by content (never by the file's name): an allow-list. Pillow
+# knows dozens more, some of which run other programs (EPS runs Ghostscript) or have a long
+# record of decoder bugs; a file in any of them is that file's error.
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
+# Refused from the header, before decoding: more pixels than this (decompression bombs), a side
+# longer than MAX_SIDE, or a side more than MAX_ASPECT times the other (a 1x50,000,000 PNG is
+# 48 kB and under the pixel limit, but resizing it takes gigabytes).
 MAX_PIXELS = 50_000_000
+MAX_SIDE = 32_768
+MAX_ASPECT = 100
 
 
 class ImageReadError(TfvisionError):
@@ -38,7 +46,7 @@ def open_image(path: str | os.PathLike):
     try:
         with warnings.catch_warnings():  # PIL warns between 1x and 2x its limit; callers refuse
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(path, formats=ALLOWED_FORMATS)
     finally:
         Image.MAX_IMAGE_PIXELS = saved
 
@@ -119,10 +127,7 @@ def _opened(path: str | os.PathLike, load: bool = True):
         if p.stat().st_size == 0:
             raise ImageReadError(f"{p}: empty file")
         with open_image(p) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageReadError(
-                    f"{p}: {im.width}x{im.height} pixels is over the limit of {MAX_PIXELS:,}"
-                )
+            _check_size(p, im.width, im.height)
             if load:
                 im.seek(0)
                 im.load()
@@ -131,11 +136,29 @@ def _opened(path: str | os.PathLike, load: bool = True):
         raise
     except Image.DecompressionBombError:
         raise ImageReadError(f"{p}: over the limit of {MAX_PIXELS:,} pixels") from None
-    except UnidentifiedImageError as e:
-        raise ImageReadError(f"{p}: not a readable image ({type(e).__name__})") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            f"{p}: not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} image "
+            "(its content, whatever its name)"
+        ) from None
+    except MemoryError:
+        raise ImageReadError(f"{p}: too large to convert in memory") from None
+    except Exception as e:  # any decoder's or converter's failure is this one file's error
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImageReadError(f"{p}: {reason}") from None
+
+
+def _check_size(p: Path, width: int, height: int) -> None:
+    """Refuse, from the header alone, sizes that decoding or resizing cannot afford."""
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(f"{p}: {width}x{height} pixels is over the limit of {MAX_PIXELS:,}")
+    if max(width, height) > MAX_SIDE:
+        raise ImageReadError(f"{p}: a side of {max(width, height):,} pixels is over {MAX_SIDE:,}")
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise ImageReadError(
+            f"{p}: {width}x{height} is more than {MAX_ASPECT} times wider than high (or higher "
+            "than wide): not a picture a classifier can use"
+        )
 
 
 def _to_array(im, size: tuple[int, int] | None, channels: int) -> np.ndarray:

@@ -280,7 +280,7 @@ def choose_augment(config: TrainConfig, n_train: int, shape, n_classes: int) -> 
         return config
     small = n_train < AUTO_AUGMENT_PER_CLASS * max(n_classes, 1)
     large_enough = min(shape[0], shape[1]) >= AUTO_AUGMENT_MIN_SIDE
-    return dataclasses.replace(config, augment="light" if small and large_enough else "none")
+    return dataclasses.replace(config, augment="shift" if small and large_enough else "none")
 
 
 def describe_data(info, splits: Splits, pipes: Pipelines) -> dict:

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import run, subprocess_env, tfvision_cmd
 from tfvision_cli.callbacks import Backup
 
@@ -172,3 +174,31 @@ def test_a_killed_worker_stops_the_cluster_and_the_same_command_resumes(tmp_path
     assert [row["epoch"] for row in csv.DictReader(history.open())] == ["0", "1", "2", "3"]
     assert load_model(run_dir / "model.keras").outputs[0].shape[-1] == 10
     assert chief["test_accuracy"] > 0.9
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[1, 2]",
+        "1",
+        '"worker"',
+        '{"cluster": [1, 2]}',
+        '{"cluster": {"worker": [1]}}',
+        '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": [0]}',
+        '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 5}}',
+        '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": "0"}}',
+        '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "ps", "index": 0}}',
+    ],
+)
+def test_a_hostile_tf_config_is_one_line_and_exit_2(value, tmp_path):
+    r = subprocess.run(
+        tfvision_cmd("train digits --model mlp --epochs 1 --run-dir", tmp_path / "run"),
+        env=subprocess_env(TF_CONFIG=value),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "TF_CONFIG" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "run").exists()

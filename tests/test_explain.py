@@ -367,3 +367,25 @@ def test_robustness_flags_a_model_whose_gradients_vanish(cli, tmp_path):
     assert fgsm[0.3] > noise[0.3]  # the sign the warnings report
     r = cli(*args, "--plots", tmp_path)
     assert "gradient masking" in r.stderr and "random noise" in r.stdout
+
+
+def test_explain_replaces_none_of_a_users_files(cli, mnist_run, tmp_path):
+    """Every output name is checked before the first is written: a user's .npy or PNG that
+    shares a name keeps its bytes and nothing else is written; tfvision's own outputs are
+    replaced on a second run."""
+    from tests.conftest import write_image
+
+    images = [write_image(tmp_path / f"img{i}.png", np.zeros((28, 28), np.uint8)) for i in range(2)]
+    out = tmp_path / "out"
+    out.mkdir()
+    for planted in ("00000-img0-saliency.npy", "00001-img1-saliency.png"):
+        (out / planted).write_bytes(b"a user's bytes")
+        r = cli("explain", mnist_run, *images, "--method", "saliency", "--out", out)
+        assert r.exit_code == 2 and planted in r.stderr, r.stderr
+        assert [p.name for p in out.iterdir()] == [planted]
+        assert (out / planted).read_bytes() == b"a user's bytes"
+        (out / planted).unlink()
+    for _ in range(2):  # the second run replaces what the first wrote
+        r = cli("explain", mnist_run, *images, "--method", "saliency", "--out", out, "--json")
+        assert r.exit_code == 0, r.stderr
+    assert len(list(out.glob("*.npy"))) == 2 and len(list(out.glob("*.png"))) == 2

@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import subprocess_env, tfvision_cmd
 
 
@@ -83,3 +85,58 @@ def test_runs_rm_deletes_only_tfvision_runs_and_asks_first(cli, tmp_path):
     assert (root / "kept" / "my-notes.txt").read_text() == "mine"
     assert json.loads((root / "kept" / "run.json").read_text())["status"] == "completed"
     assert (user / "thesis.tex").read_text() == "mine"
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        "exports/NOTES.txt",
+        "backup/NOTES.txt",
+        "logs/NOTES.txt",
+        "logs/train/NOTES.txt",
+        "exports/onnx/NOTES.txt",
+        ".thesis.tfvision-tmp-1-0123456789abcdef-MY-DRAFTS/chapter1.tex",
+        ".model.keras.tfvision-tmp-1-0123456789abcdef-MY-DRAFTS",
+        "confusion_matrix.png",
+    ],
+)
+def test_runs_rm_leaves_every_byte_of_a_users_file(cli, plant):
+    """A user's file anywhere in a run (inside backup/, logs/, exports/, an export folder, a
+    look-alike of tfvision's temporaries, a picture tfvision did not draw) keeps the whole run,
+    byte for byte, and is named."""
+    _train(cli, "--name", "mine")
+    root = Path(os.environ["TFVISION_RUNS_DIR"])
+    run = root / "mine"
+    assert cli("export", run, "--format", "onnx").exit_code == 0
+    path = run / plant
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"a user's bytes")
+    before = _snapshot(run)
+    r = cli("runs", "rm", "mine", "--yes")
+    assert r.exit_code == 1, r.stderr
+    assert "did not write" in r.stderr and plant.split("/")[-1][:20] in r.stderr.replace("\n", "")
+    assert _snapshot(run) == before
+
+
+def test_runs_rm_deletes_a_run_with_its_exports_and_refuses_a_link(cli, tmp_path):
+    _train(cli, "--name", "whole")
+    root = Path(os.environ["TFVISION_RUNS_DIR"])
+    assert cli("export", root / "whole", "--format", "onnx").exit_code == 0
+    assert cli("evaluate", "whole", "--json").exit_code == 0  # its pictures, with their tag
+    link = tmp_path / "link"
+    link.symlink_to(root / "whole")
+    before = _snapshot(root / "whole")
+    r = cli("runs", "rm", link, "--yes")
+    assert r.exit_code == 1 and "symbolic link" in r.stderr and "Traceback" not in r.stderr
+    assert _snapshot(root / "whole") == before
+    r = cli("runs", "rm", "whole", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert not (root / "whole").exists()

@@ -585,3 +585,69 @@ def test_processes_creating_one_file_at_once_one_wins_and_it_is_whole(tmp_path):
     assert sum(won) == 1
     assert target.read_text() == texts[won.index(True)]
     assert [p.name for p in target.parent.iterdir()] == ["tune.yaml"]
+
+
+# 10. Smaller hostile inputs: odd names, long names, archives Python cannot read, NaN weights
+
+
+def test_a_class_folder_name_that_is_not_utf8_is_a_class_everywhere(cli, tmp_path):
+    root = _shapes(tmp_path / "src", ["plain", "other"])
+    os.rename(root / "other", os.path.join(os.fsencode(root), b"caf\xe9"))  # Latin-1 bytes
+    out = tmp_path / "prepared"
+    r = cli("preprocess", root, "--out", out, "--image-size", "16", "--channels", "1")
+    assert r.exit_code == 0, r.stderr
+    names = cli("data", "info", out, "--json").json()["class_names"]
+    raw = cli("data", "info", root, "--json").json()["class_names"]
+    assert names == raw == ["caf\\xe9", "plain"]
+
+
+def test_a_legal_long_out_name_is_written(cli, tmp_path, digits_run):
+    out = tmp_path / ("m" * 236 + ".onnx")  # 241 bytes: legal, but not with 35 more
+    r = cli("export", digits_run, "--format", "onnx", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert out.is_file() and (tmp_path / (out.name + ".json")).is_file()
+    assert not [p for p in tmp_path.iterdir() if "tfvision-tmp" in p.name]
+
+
+def _zip_with(path: Path, patch) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a/one.png", (Path(__file__).parent / "__init__.py").read_bytes())
+    data = bytearray(path.read_bytes())
+    patch(data)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_encrypted_and_deflate64_zips_are_one_sentence_and_exit_2(cli, tmp_path):
+    def encrypted(data):  # the "encrypted" flag bit, in the local and the central header
+        for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            i = data.index(sig)
+            data[i + at] |= 1
+
+    def deflate64(data):  # compression method 9
+        for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+            i = data.index(sig)
+            data[i + at : i + at + 2] = (9).to_bytes(2, "little")
+
+    for patch, words in ((encrypted, "is encrypted"), (deflate64, "deflate64")):
+        archive = _zip_with(tmp_path / f"{patch.__name__}.zip", patch)
+        r = cli("preprocess", archive, "--out", tmp_path / f"out-{patch.__name__}")
+        assert r.exit_code == 2 and words in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and r.stderr.count("error:") == 1
+        assert not (tmp_path / f"out-{patch.__name__}").exists()
+
+
+def test_a_model_with_nan_weights_is_not_compared_as_if_it_worked(cli, tmp_path, digits_run):
+    from tfvision_cli.models.io import load_model, save_model
+
+    model = load_model(digits_run / "model.keras")
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    broken = save_model(model, tmp_path / "broken.keras")
+    for args in (
+        ("compare", digits_run, broken, "--no-plots"),
+        ("evaluate", broken, "-d", "digits"),
+    ):
+        r = cli(*args)
+        assert r.exit_code == 1 and "NaN or infinite probabilities" in r.stderr, r.stderr

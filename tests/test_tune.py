@@ -34,8 +34,18 @@ def _space(tmp_path: Path, space: dict) -> Path:
 )
 def test_bad_spaces_are_usage_errors_before_anything_runs(cli, tmp_path, space, sampler, message):
     study = tmp_path / "study"
-    r = cli("tune", "digits", "--space", _space(tmp_path, space), "--sampler", sampler,
-            "--model", "mlp", "--study-dir", study)  # fmt: skip
+    r = cli(
+        "tune",
+        "digits",
+        "--space",
+        _space(tmp_path, space),
+        "--sampler",
+        sampler,
+        "--model",
+        "mlp",
+        "--study-dir",
+        study,
+    )
     assert r.exit_code == 2, r.stderr
     assert message in r.stderr and r.stderr.count("error:") == 1
     assert not study.exists()
@@ -44,8 +54,21 @@ def test_bad_spaces_are_usage_errors_before_anything_runs(cli, tmp_path, space, 
 def test_grid_runs_every_combination_once_and_best_yaml_reproduces(cli, tmp_path):
     space = _space(tmp_path, {"optimizer": ["adam", "sgd"], "learning_rate": [0.003, 0.03]})
     study = tmp_path / "study"
-    r = cli("tune", "digits", "--space", space, "--sampler", "grid", "--model", "mlp",
-            "--epochs", "2", "--study-dir", study, "--json")  # fmt: skip
+    r = cli(
+        "tune",
+        "digits",
+        "--space",
+        space,
+        "--sampler",
+        "grid",
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--study-dir",
+        study,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     report = r.json()
     combos = sorted(
@@ -95,8 +118,23 @@ def test_a_study_in_a_database_url(cli, tmp_path):
     """--storage takes any URL Optuna accepts (PostgreSQL for many machines; SQLite here)."""
     space = _space(tmp_path, {"learning_rate": [0.01, 0.03]})
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    r = cli("tune", "digits", "--space", space, "--sampler", "grid", "--model", "mlp", "--epochs",
-            "1", "--study-dir", tmp_path / "study", "--storage", url, "--json")  # fmt: skip
+    r = cli(
+        "tune",
+        "digits",
+        "--space",
+        space,
+        "--sampler",
+        "grid",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--study-dir",
+        tmp_path / "study",
+        "--storage",
+        url,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     assert len(r.json()["trials"]) == 2 and (tmp_path / "studies.db").stat().st_size > 0
     assert not (tmp_path / "study" / "study.journal").exists()
@@ -106,9 +144,11 @@ def test_a_study_in_a_database_url(cli, tmp_path):
 
 def _tune_cmd(study: Path, space: Path, trials: int) -> list[str]:
     return tfvision_cmd(
-        f"tune digits --model mlp --epochs 2 --sampler random --trials {trials} --json "
-        "--study-dir", study, "--space", space,
-    )  # fmt: skip
+        f"tune digits --model mlp --epochs 2 --sampler random --trials {trials} --json --study-dir",
+        study,
+        "--space",
+        space,
+    )
 
 
 def _complete(study: Path) -> list[dict]:
@@ -120,8 +160,12 @@ def _complete(study: Path) -> list[dict]:
 def test_a_killed_study_resumes_to_its_total_without_counting_twice(tmp_path):
     space = _space(tmp_path, {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}})
     study = tmp_path / "study"
-    proc = subprocess.Popen(_tune_cmd(study, space, 5), env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        _tune_cmd(study, space, 5),
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (study / "trials" / "0002").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -149,12 +193,86 @@ def test_a_killed_study_resumes_to_its_total_without_counting_twice(tmp_path):
 def test_two_processes_share_one_study(tmp_path):
     space = _space(tmp_path, {"learning_rate": {"low": 0.001, "high": 0.03, "log": True}})
     study = tmp_path / "study"
-    procs = [subprocess.Popen(_tune_cmd(study, space, 6), env=subprocess_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            _tune_cmd(study, space, 6),
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=400)
         assert p.returncode == 0, err
     complete = _complete(study)
-    assert 6 <= len(complete) <= 7, len(complete)  # the study's total, not 2 x 6
-    assert len({t["run_dir"] for t in complete}) == len(complete)
+    assert len(complete) == 6  # the study's total, not 2 x 6, and not one more
+    assert len({t["run_dir"] for t in complete}) == 6
+    assert len({t["params"]["learning_rate"] for t in complete}) == 6  # each its own point
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("pruner", "bogus", "pruner 'bogus' is not one of"),
+        ("trials", "abc", "trials must be a whole number"),
+        ("metric", "test_accuracy", "metric 'test_accuracy' is not one of"),
+        ("sampler", "tpe2", "Did you mean: tpe"),
+        ("fixed", {"learnig_rate": 0.1}, "Did you mean: learning_rate"),
+    ],
+)
+def test_resume_checks_an_edited_study_file(cli, tmp_path, key, value, message):
+    """tune.yaml is a file anyone can edit: --resume checks every value (exit 2, one line), and
+    never ranks trials on the test split."""
+    study = tmp_path / "study"
+    study.mkdir()
+    raw = {
+        "dataset": "digits",
+        "space": {"learning_rate": [0.01]},
+        "fixed": {"model": "mlp"},
+        "sampler": "tpe",
+        "pruner": "none",
+        "metric": "val_accuracy",
+        "trials": 1,
+        "seed": 0,
+        "storage": None,
+    }
+    raw[key] = value
+    (study / "tune.yaml").write_text(yaml.safe_dump(raw))
+    r = cli("tune", "--resume", "--study-dir", study)
+    assert r.exit_code == 2 and message in r.stderr, r.stderr
+    assert r.stderr.count("error:") == 1 and not (study / "trials").exists()
+
+
+def test_a_storage_that_fails_leaves_nothing_and_no_password_is_written(cli, tmp_path):
+    space = _space(tmp_path, {"learning_rate": [0.01]})
+    notes = tmp_path / "notes.db"
+    notes.write_text("a user's text file, not a database\n")
+    study = tmp_path / "study"
+    args = [
+        "tune",
+        "digits",
+        "--space",
+        space,
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--trials",
+        "1",
+        "--study-dir",
+        study,
+    ]
+    r = cli(*args, "--storage", f"sqlite:///{notes}")
+    assert r.exit_code == 2 and "cannot open --storage" in r.stderr, r.stderr
+    assert not study.exists() and notes.read_text().startswith("a user's text file")
+    r = cli(*args, "--storage", f"sqlite:///{tmp_path / 'good.db'}", "--json")
+    assert r.exit_code == 0, r.stderr  # the corrected command is not blocked
+    from tfvision_cli.tune import Study, create_study_file, load_study, parse_space
+
+    url = "postgresql://me:s3cret@db.example:5432/studies"
+    secret = Study("digits", parse_space({"learning_rate": [0.01]}), storage=url)
+    assert create_study_file(tmp_path, secret)
+    assert "s3cret" not in (tmp_path / "tune.yaml").read_text()
+    assert load_study(tmp_path).storage == "postgresql://me@db.example:5432/studies"

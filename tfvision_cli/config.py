@@ -388,20 +388,27 @@ def load_yaml(text: str, where: str) -> Any:
         raise UsageError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A config file as a mapping (safe, bounded loader; unknown keys rejected)."""
+def read_yaml_file(path: Path, what: str) -> Any:
+    """A YAML file a user gives (`what` names it in errors: "config file x.yaml"): at most
+    1 MiB, UTF-8, read with load_yaml's safe, bounded loader."""
     path = Path(path)
     try:
         if path.is_file() and path.stat().st_size > MAX_YAML_BYTES:
-            raise UsageError(f"config file {path} is larger than 1 MiB; not a config")
+            raise UsageError(f"{what} is larger than 1 MiB; not a config")
         text = path.read_text()
     except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
+        raise UsageError(f"{what} does not exist") from None
     except UnicodeDecodeError:
-        raise UsageError(f"config file {path} is not UTF-8 text") from None
+        raise UsageError(f"{what} is not UTF-8 text") from None
     except OSError as e:
-        raise UsageError(f"cannot read config file {path}: {e.strerror}") from None
-    data = load_yaml(text, f"config file {path}")
+        raise UsageError(f"cannot read {what}: {e.strerror}") from None
+    return load_yaml(text, what)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file as a mapping (safe, bounded loader; unknown keys rejected)."""
+    path = Path(path)
+    data = read_yaml_file(path, f"config file {path}")
     if data is None:
         return {}
     if not isinstance(data, dict):

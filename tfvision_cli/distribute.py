@@ -42,13 +42,34 @@ class Placement:
 
 
 def _tf_config() -> dict:
+    """TF_CONFIG, checked: {"cluster": {TYPE: ["host:port", ...]}, "task": {"type": TYPE,
+    "index": N}}; anything else is a UsageError saying what is wrong (exit 2)."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return {}
     try:
-        return json.loads(raw)
+        cfg = json.loads(raw)
     except json.JSONDecodeError as e:
         raise UsageError(f"TF_CONFIG is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"TF_CONFIG must be a JSON object, not {type(cfg).__name__}")
+    cluster, task = cfg.get("cluster", {}), cfg.get("task", {})
+    if not isinstance(cluster, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(a, str) for a in v)
+        for k, v in cluster.items()
+    ):
+        raise UsageError('TF_CONFIG\'s "cluster" must map task types to lists of "host:port"')
+    if not isinstance(task, dict):
+        raise UsageError('TF_CONFIG\'s "task" must be an object with "type" and "index"')
+    kind, index = task.get("type", "worker"), task.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise UsageError(f'TF_CONFIG\'s task "index" must be a whole number >= 0, not {index!r}')
+    if cluster and (kind not in cluster or index >= len(cluster[kind])):
+        raise UsageError(
+            f"TF_CONFIG's task {kind!r} {index} is not in its cluster "
+            f"({', '.join(f'{k}: {len(v)}' for k, v in cluster.items())})"
+        )
+    return cfg
 
 
 def _num_workers(cfg: dict) -> int:

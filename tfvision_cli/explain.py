@@ -270,6 +270,9 @@ def mass_on(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return on / np.maximum(area, 1e-12)
 
 
+KIND = "explanations"  # the kind of folder explain's marker records
+
+
 def explain_files(predictor, paths, method: str, out_dir, target: str | None = None,
                   steps: int = 32, smooth: int = 0, top_k: int = 3):  # fmt: skip
     """One record per image file, in order: the prediction, a heatmap at the image's own
@@ -280,7 +283,7 @@ def explain_files(predictor, paths, method: str, out_dir, target: str | None = N
     import numpy as np
 
     from tfvision_cli.data.images import ImageReadError, read_image
-    from tfvision_cli.files import atomic_file
+    from tfvision_cli.files import atomic_file, check_new_names, record_files
     from tfvision_cli.plots import explanation
 
     if method not in METHODS:
@@ -291,6 +294,9 @@ def explain_files(predictor, paths, method: str, out_dir, target: str | None = N
     wanted = _target_index(target, names)
     h, w, c = predictor.input_shape
     out_dir = Path(out_dir)
+    stems = [f"{i:05d}-{Path(path).stem[:60]}-{method}" for i, path in enumerate(paths)]
+    check_new_names(out_dir, [f"{s}{ext}" for s in stems for ext in (".npy", ".png")], KIND)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(paths):
         try:
             image = read_image(path, (h, w), c)
@@ -303,15 +309,15 @@ def explain_files(predictor, paths, method: str, out_dir, target: str | None = N
         goal = label if wanted is None else wanted
         heat = explainer.maps(image[None], np.array([goal]))[0]
         heat = _resize(heat, original.shape[:2])
-        stem_name = f"{i:05d}-{Path(path).stem[:60]}-{method}"
-        npy = out_dir / f"{stem_name}.npy"
+        npy = out_dir / f"{stems[i]}.npy"
         with atomic_file(npy, suffix=".npy") as tmp:
             np.save(tmp, heat.astype(np.float32))
+        record_files(out_dir, [npy.name], KIND)
         top = np.argsort(-probs)[:top_k]
         title = f"{method} for {names[goal]}: " + ", ".join(
             f"{names[j]} {probs[j]:.2f}" for j in top
         )
-        overlay = explanation(original, heat, title, out_dir / f"{stem_name}.png")
+        overlay = explanation(original, heat, title, out_dir / f"{stems[i]}.png")
         yield {"path": str(path), "label": label, "class_name": names[label],
                "confidence": float(probs[label]), "target": names[goal], "method": method,
                "heatmap": str(npy), "overlay": str(overlay)}  # fmt: skip

@@ -13,6 +13,7 @@ The rule: tfvision deletes or replaces only what it can prove it wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,23 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.tfvision-tmp-(?P<pid>\d{1,10})-(?P<token>[
 
 def temp_name(name: str, suffix: str = "") -> str:
     """A temporary name beside `name` that only this process uses."""
-    return f".{name}.tfvision-tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+    return f".{temp_stem(name)}.tfvision-tmp-{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+
+
+# A file name may take 255 bytes; the temporary spelling adds up to 48 to the target's.
+_MAX_STEM_BYTES = 255 - 48
+
+
+def temp_stem(name: str) -> str:
+    """The target's name as its temporaries spell it: the name itself, or for a name too long
+    to take the temporary spelling (a legal 240-byte file name), its first bytes and a hash of
+    the whole, so the temporary is still a legal name and still tells whose it is."""
+    raw = os.fsencode(name)
+    if len(raw) <= _MAX_STEM_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: _MAX_STEM_BYTES - 17].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
 
 
 @contextmanager
@@ -135,7 +152,7 @@ def remove_stale_temp_dirs(parent: Path, name: str) -> None:
         return
     for p in parent.iterdir():
         m = _TEMP.fullmatch(p.name)
-        if not m or m.group("name") != name or p.is_symlink() or not p.is_dir():
+        if not m or m.group("name") != temp_stem(name) or p.is_symlink() or not p.is_dir():
             continue
         try:
             mine = (p / TEMP_MARKER).read_text() == m.group("token")
@@ -314,7 +331,7 @@ def is_own_temporary(path: Path, names: frozenset[str] | set[str]) -> bool:
     A look-alike (`.thesis.tfvision-tmp-1-<hex>-DRAFTS`) is never one."""
     path = Path(path)
     m = _TEMP_EXACT.fullmatch(path.name)
-    if m is None or m.group("name") not in names or path.is_symlink():
+    if m is None or m.group("name") not in {temp_stem(n) for n in names} or path.is_symlink():
         return False
     if path.is_dir():
         try:
@@ -333,3 +350,36 @@ def export_folder_is_ours(folder: Path) -> bool:
     if marker is None or marker["kind"] != "export":
         return False
     return set(_files(folder)) <= set(marker["files"])
+
+
+def check_new_names(folder: Path, names: list[str], kind: str) -> None:
+    """Before a command writes `names` into folder: refuse (exit 2, nothing written) if any of
+    them exists and tfvision cannot prove it wrote it (recorded in the folder's marker of this
+    kind, or a PNG carrying its tag). Every name is checked before the first is written."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise UsageError(f"{folder} is a symbolic link; give the real folder")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder")
+    marker = read_marker(folder) if folder.is_dir() else None
+    recorded = set(marker["files"]) if marker and marker["kind"] == kind else set()
+    taken = [
+        n
+        for n in names
+        if (folder / n).exists() or (folder / n).is_symlink()
+        if not ((n in recorded and (folder / n).is_file()) or is_tfvision_png(folder / n))
+    ]
+    if taken:
+        more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+        raise UsageError(
+            f"{folder} already holds {', '.join(taken[:3])}{more}, which tfvision did not "
+            "write; refusing to replace it (nothing was written)",
+            hint="choose another --out",
+        )
+
+
+def record_files(folder: Path, names: list[str], kind: str) -> None:
+    """Add names to the folder's marker of this kind: files tfvision may replace later."""
+    marker = read_marker(folder)
+    recorded = set(marker["files"]) if marker and marker["kind"] == kind else set()
+    write_json(Path(folder) / MARKER, {"kind": kind, "files": sorted(recorded | set(names))})

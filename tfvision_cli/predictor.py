@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfvision_cli.errors import TfvisionError
+
 
 @dataclass
 class Predictor:
@@ -30,7 +32,14 @@ class Predictor:
         ]
         if not out:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate(out)
+        probs = np.concatenate(out)
+        bad = ~np.isfinite(probs).all(axis=1)
+        if bad.any():  # NaN weights, or a model that diverged: no number it gives means anything
+            raise TfvisionError(
+                f"{self.path} gives NaN or infinite probabilities for {int(bad.sum()):,} of "
+                f"{len(probs):,} images: its weights are damaged or its training diverged"
+            )
+        return probs
 
     @property
     def keras_model(self):

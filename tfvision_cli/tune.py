@@ -165,7 +165,38 @@ def trial_config(study: Study, params: dict[str, Any]) -> config_lib.TrainConfig
 def _study_raw(study: Study) -> dict:
     raw = dataclasses.asdict(study)
     raw["space"] = {d.name: _dimension_yaml(d) for d in study.space}
+    raw["storage"] = without_password(study.storage)  # never written to disk
     return raw
+
+
+def without_password(url: str | None) -> str | None:
+    """A storage URL with its password taken out (postgresql://me:secret@db/x ->
+    postgresql://me@db/x): what tune.yaml keeps and messages show. PostgreSQL's driver reads
+    the password from PGPASSWORD (or ~/.pgpass) when a study is resumed."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def check_storage(url: str) -> None:
+    """Open an Optuna storage URL once, so that a wrong one is a usage error (exit 2) before a
+    study folder is made for it."""
+    import optuna
+
+    try:
+        optuna.storages.get_storage(url)
+    except Exception as e:  # SQLAlchemy's and the drivers' many exception types
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot open --storage {without_password(url)}: {reason[:300]}") from None
 
 
 def create_study_file(study_dir: Path, study: Study) -> bool:
@@ -180,11 +211,47 @@ def load_study(study_dir: Path) -> Study:
             f"{study_dir} holds no study ({STUDY_FILE})", hint="start one with --space"
         )
     raw = config_lib.load_yaml(path.read_text(), str(path))
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path} is not a tfvision study (not a mapping)")
     try:
         raw["space"] = parse_space(raw["space"], str(path))
-        return Study(**raw)
+        study = Study(**raw)
     except (KeyError, TypeError) as e:
         raise UsageError(f"{path} is not a tfvision study ({e})") from None
+    problems = study_problems(study)
+    if problems:
+        raise UsageError(f"{path}: {'; '.join(problems)}")
+    return study
+
+
+def study_problems(study: Study) -> list[str]:
+    """What is wrong with a study's values (a tune.yaml is a file anyone can edit)."""
+    problems = []
+    for name, value, allowed in (
+        ("sampler", study.sampler, SAMPLERS),
+        ("pruner", study.pruner, PRUNERS),
+        ("metric", study.metric, METRICS),
+    ):
+        if value not in allowed:
+            close = did_you_mean(str(value), allowed)
+            problems.append(f"{name} {value!r} is not one of {', '.join(allowed)}.{close}")
+    for name, value in (("trials", study.trials), ("seed", study.seed)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append(f"{name} must be a whole number >= 0, not {value!r}")
+    if isinstance(study.trials, int) and not 1 <= study.trials <= 100_000:
+        problems.append(f"trials must be in [1, 100000], not {study.trials}")
+    if not isinstance(study.dataset, str) or not study.dataset:
+        problems.append("dataset must be a name or a folder")
+    if not isinstance(study.fixed, dict):
+        problems.append("fixed must map training options to values")
+    else:
+        try:
+            config_lib.check_keys(study.fixed, "fixed")
+        except UsageError as e:
+            problems.append(str(e))
+    if study.storage is not None and not isinstance(study.storage, str):
+        problems.append("storage must be a URL")
+    return problems
 
 
 def _dimension_yaml(d: Dimension) -> Any:
@@ -263,35 +330,82 @@ def recover(optuna_study) -> list[int]:
     return recovered
 
 
+# Trials that count towards --trials, across every process: finished, or running somewhere now,
+# or queued to be retried.
+_COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
+
+
 def run_study(
     study_dir: Path, study: Study, on_trial: Callable[[dict], None] | None = None,
     timeout: float | None = None,
 ) -> dict:  # fmt: skip
-    """Run trials until the study holds study.trials finished ones (across every process)."""
-    import optuna
-    from optuna.trial import TrialState
+    """Run trials until the study holds study.trials of them (finished or running, across
+    every process that shares the storage): workers started together never exceed the total,
+    and each trial draws its parameters from its own seed (study seed + trial number)."""
+    import time
 
     optuna_study = open_study(study_dir, study)
     recover(optuna_study)
-    # the total counts finished trials; a failed one (a killed process, an error) is not one
-    done = (TrialState.COMPLETE, TrialState.PRUNED)
-    total = optuna.study.MaxTrialsCallback(study.trials, states=done)
-
-    def after(s, t) -> None:
+    start, failed = time.monotonic(), 0
+    while failed < study.trials and _counted(optuna_study) < study.trials:
+        if timeout is not None and time.monotonic() - start > timeout:
+            break
+        trial = optuna_study.ask()
+        if _counted(optuna_study, before=trial.number) >= study.trials:
+            # another worker took the last place between our count and our trial
+            trial.set_user_attr("surplus", True)
+            optuna_study.tell(trial, state=_state("FAIL"))
+            break
+        seed_sampler(optuna_study.sampler, study.seed + trial.number)
+        failed += not _run_trial(optuna_study, trial, study_dir, study)
         if on_trial:
-            on_trial(_row(t))
-        if len(s.get_trials(deepcopy=False, states=(TrialState.FAIL,))) >= study.trials:
-            s.stop()  # every trial failing: stop rather than retry for ever
-
-    if len(optuna_study.get_trials(deepcopy=False, states=done)) < study.trials:
-        optuna_study.optimize(
-            lambda trial: _objective(trial, study_dir, study),
-            timeout=timeout,
-            callbacks=[total, after],
-            catch=(TfvisionError,),
-            gc_after_trial=True,
-        )
+            on_trial(_row(optuna_study.get_trials(deepcopy=False)[trial.number]))
     return summarize(study_dir, optuna_study)
+
+
+def _state(name: str):
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def _counted(optuna_study, before: int | None = None) -> int:
+    """Trials that count towards the total (of those numbered below `before`, if given)."""
+    states = tuple(_state(n) for n in _COUNTED)
+    trials = optuna_study.get_trials(deepcopy=False, states=states)
+    return sum(1 for t in trials if before is None or t.number < before)
+
+
+def _run_trial(optuna_study, trial, study_dir: Path, study: Study) -> bool:
+    """Train one trial and tell the storage how it ended; False when it failed."""
+    import optuna
+
+    try:
+        value = _objective(trial, study_dir, study)
+    except optuna.TrialPruned:
+        optuna_study.tell(trial, state=_state("PRUNED"))
+        return True
+    except TfvisionError as e:
+        trial.set_user_attr("error", str(e))
+        optuna_study.tell(trial, state=_state("FAIL"))
+        return False
+    except BaseException:
+        optuna_study.tell(trial, state=_state("FAIL"))  # Ctrl-C: not left RUNNING
+        raise
+    optuna_study.tell(trial, value)
+    return True
+
+
+def seed_sampler(sampler, seed: int) -> None:
+    """Reseed an Optuna sampler for one trial. Optuna's samplers draw from one random state per
+    process (their reseed_rng() draws an unseeded one): two workers seeded alike propose the
+    same points. Seeded per trial, every worker proposes its own and a study is reproducible.
+    RandomSampler, TPESampler and GridSampler keep that state in `_rng` (Optuna 4.2-5.x), as
+    their own reseed_rng() uses it; a sampler without one is left as it is."""
+    for part in (sampler, getattr(sampler, "_random_sampler", None)):
+        rng = getattr(getattr(part, "_rng", None), "rng", None)
+        if rng is not None:
+            rng.seed(seed % 2**32)
 
 
 def _objective(trial, study_dir: Path, study: Study) -> float:
@@ -356,7 +470,11 @@ def summarize(study_dir: Path, optuna_study) -> dict:
     """trials.csv, best.yaml and the pictures; returns the --json report."""
     from optuna.trial import TrialState
 
-    trials = [_row(t) for t in optuna_study.get_trials(deepcopy=False)]
+    trials = [
+        _row(t)
+        for t in optuna_study.get_trials(deepcopy=False)
+        if not t.user_attrs.get("surplus")  # a worker's place taken by another: never ran
+    ]
     complete = [
         t for t in optuna_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE
     ]

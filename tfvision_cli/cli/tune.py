@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -72,11 +73,13 @@ def _study(ctx: typer.Context, values: dict):
     from tfvision_cli.tune import (
         STUDY_FILE,
         Study,
+        check_storage,
         create_study_file,
         grid_of,
         grid_size,
         load_study,
         parse_space,
+        without_password,
     )
 
     study_dir = values["study_dir"]
@@ -86,6 +89,8 @@ def _study(ctx: typer.Context, values: dict):
         study = load_study(study_dir)
         if values["trials"]:
             study.trials = values["trials"]
+        if values["storage"] and without_password(values["storage"]) == study.storage:
+            study.storage = values["storage"]  # the password, for this process only
         return study_dir, study
     if values["space"] is None or values["dataset"] is None:
         raise UsageError("give DATASET and --space (or --resume --study-dir DIR)")
@@ -117,8 +122,11 @@ def _study(ctx: typer.Context, values: dict):
     others = study_dir.exists() and any(not is_temporary(p.name) for p in study_dir.iterdir())
     if others and not (study_dir / STUDY_FILE).exists():
         raise UsageError(f"{study_dir} exists and is not a tfvision study; refusing to use it")
+    if study.storage:
+        check_storage(study.storage)
     # the same command started on other processes at once: one creates, the others join
-    if not create_study_file(study_dir, study) and load_study(study_dir) != study:
+    on_disk = dataclasses.replace(study, storage=without_password(study.storage))
+    if not create_study_file(study_dir, study) and load_study(study_dir) != on_disk:
         raise UsageError(f"{study_dir} holds another study", hint="--resume continues it as it is")
     return study_dir, study
 

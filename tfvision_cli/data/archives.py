@@ -13,7 +13,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from tfvision_cli.errors import DataError
+from tfvision_cli.errors import DataError, UsageError
 
 SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
@@ -37,12 +37,27 @@ def _check_name(archive: Path, name: str) -> None:
         raise DataError(f"{archive}: refusing member {name!r}, which points outside the folder")
 
 
+# the compression methods Python's zipfile reads (not deflate64, 9, nor PPMd, ...)
+_ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+
+
 def _check_zip(archive: Path, zf: zipfile.ZipFile) -> int:
     total = 0
     for info in zf.infolist():
         _check_name(archive, info.filename)
         if stat.S_ISLNK(info.external_attr >> 16):
             raise DataError(f"{archive}: refusing member {info.filename!r}, a symbolic link")
+        if info.flag_bits & 0x1:
+            raise UsageError(
+                f"{archive}: member {info.filename!r} is encrypted; tfvision reads no "
+                "password-protected archive (extract it yourself and give the folder)"
+            )
+        if info.compress_type not in _ZIP_METHODS:
+            name = "deflate64" if info.compress_type == 9 else f"method {info.compress_type}"
+            raise UsageError(
+                f"{archive}: member {info.filename!r} is compressed with {name}, which Python "
+                "cannot read; zip it again with deflate, or give the extracted folder"
+            )
         total += info.file_size
     return total
 

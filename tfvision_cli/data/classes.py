@@ -60,20 +60,9 @@ def read_class_map(path: str | Path | None) -> dict[str, str | None] | None:
     """A YAML file of `data_name: model_name` (null drops that class of the data)."""
     if path is None:
         return None
-    from tfvision_cli.config import MAX_YAML_BYTES, load_yaml
+    from tfvision_cli.config import read_yaml_file
 
-    path = Path(path)
-    try:
-        if path.stat().st_size > MAX_YAML_BYTES:
-            raise UsageError(f"--class-map {path} is larger than 1 MiB")
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"--class-map {path} does not exist") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--class-map {path} is not UTF-8 text") from None
-    except OSError as e:
-        raise UsageError(f"cannot read --class-map {path}: {e.strerror}") from None
-    data = load_yaml(text, f"--class-map {path}")
+    data = read_yaml_file(Path(path), f"--class-map {path}")
     if not isinstance(data, dict) or not data:
         raise UsageError(f"--class-map {path} must map data class names to model class names")
     bad = [k for k, v in data.items() if not isinstance(v, str | int | type(None))]

@@ -202,5 +202,12 @@ def list_class_folders(root: Path) -> list[tuple[str, list[Path]]]:
             for f in d.rglob("*")
             if f.is_file() and is_image_path(f) and not f.name.startswith(".")
         )
-        classes.append((d.name, files))
+        classes.append((class_name(d.name), files))
     return classes
+
+
+def class_name(folder_name: str) -> str:
+    """A class folder's name as a class name: its bytes as UTF-8, any that are not shown as
+    backslash escapes (`caf\\xe9`), so every file that records class names (a run's classes.json,
+    a prepared dataset's labels) can hold it, and a raw folder and its prepared copy agree."""
+    return os.fsencode(folder_name).decode("utf-8", "backslashreplace")

@@ -113,17 +113,41 @@ def test_preview_shows_each_image_beside_its_augmented_self(cli, tmp_path):
     assert r.exit_code == 2 and not (tmp_path / "x.png").exists()
 
 
-def test_augment_auto_decides_from_the_data():
-    """light where the default model overfits (few images per class, images large enough to
-    shift), none for MNIST-sized data and for 8x8 digits; an explicit choice is kept."""
+def test_small_data_gets_shifts_and_a_narrower_default_model():
+    """Below 5,000 training images a class (images of 16x16 or more): --augment auto gives
+    shift and fastnet width 24; MNIST-sized data and the 8x8 digits keep the plain recipe; an
+    explicit choice is kept."""
     from tfvision_cli.config import TrainConfig
-    from tfvision_cli.training.data import choose_augment
+    from tfvision_cli.training.data import adapt_to_data, chosen_from_data
 
     auto = TrainConfig(dataset="x")
-    assert auto.augment == "auto"
-    assert choose_augment(auto, 20_000, (28, 28, 1), 10).augment == "light"  # 2,000 a class
-    assert choose_augment(auto, 54_000, (28, 28, 1), 10).augment == "none"  # MNIST's train
-    assert choose_augment(auto, 1_400, (8, 8, 1), 10).augment == "none"  # digits
-    assert choose_augment(auto, 300, (64, 64, 3), 3).augment == "light"
-    chosen = TrainConfig(dataset="x", augment="standard")
-    assert choose_augment(chosen, 300, (64, 64, 3), 3).augment == "standard"
+    assert auto.augment == "auto" and auto.model == "fastnet"
+    small = adapt_to_data(auto, 20_000, (28, 28, 1), 10)  # 2,000 a class
+    assert small.augment == "shift" and small.model_options == {"width": 24}
+    assert chosen_from_data(auto, small, 141).endswith(
+        "augment shift, fastnet width 24 (small data)"
+    )
+    mnist = adapt_to_data(auto, 54_000, (28, 28, 1), 10)
+    assert mnist.augment == "none" and mnist.model_options == {}
+    digits = adapt_to_data(auto, 1_400, (8, 8, 1), 10)
+    assert digits.augment == "none" and digits.model_options == {}
+    chosen = TrainConfig(dataset="x", augment="light", model_options={"width": 40})
+    assert adapt_to_data(chosen, 300, (64, 64, 3), 3) == chosen
+    assert (
+        adapt_to_data(TrainConfig(dataset="x", model="cnn"), 300, (64, 64, 3), 3).model_options
+        == {}
+    )
+
+
+def test_shift_moves_whole_images_by_whole_pixels():
+    from tfvision_cli.data.pipeline import augment_sample, augmenter
+
+    images = np.zeros((32, 28, 28, 1), np.uint8)
+    images[:, 10:18, 10:18] = 255
+    out, _ = augment_sample(images, np.zeros(32, np.int64), 10, augmenter("shift", False, 0), None)
+    offsets = set()
+    for image in out:
+        ys, xs = np.nonzero(image[..., 0])
+        assert image.sum() == images[0].sum()  # the square whole: moved, not blurred or cut
+        offsets.add((int(ys.min()) - 10, int(xs.min()) - 10))
+    assert len(offsets) > 5 and all(max(abs(dy), abs(dx)) <= 2 for dy, dx in offsets)

@@ -181,6 +181,8 @@ class TrainingReporter:
                 f"global batch {d['global_batch']}, {d['steps']} steps/epoch",
                 name=d["name"],
             )
+        elif kind == "chosen":
+            log("from the data: {text}", text=d["text"])
         elif kind == "epoch_begin" and self._live:
             self._start_bar(d)
         elif kind == "batch" and self._bar is not None:

@@ -15,9 +15,10 @@ from tfvision_cli.errors import UsageError
 from tfvision_cli.files import write_json
 from tfvision_cli.models.io import trained_model
 from tfvision_cli.training.data import (
+    adapt_to_data,
     build_pipelines,
-    choose_augment,
     choose_epochs,
+    chosen_from_data,
     describe_data,
     load_splits,
     open_data,
@@ -106,19 +107,7 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
         worker=placement.worker_index, workers=placement.num_workers,
     )  # fmt: skip
 
-    # Data
-    dataset = open_data(config, emit)
-    info = dataset.info
-    splits = load_splits(dataset, config, placement.num_workers)
-    config = choose_epochs(config, size(splits.train), placement.replicas)
-    config = choose_augment(config, size(splits.train), splits.shape, info.num_classes)
-    if "skipped_files" in splits.notes:
-        emit("skipped", files=splits.notes["skipped_files"])
-    # --cache disk: decoded images kept in a temporary folder for the epochs after the first
-    disk = splits.cache == "disk"
-    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfvision-")) if disk else None
-    pipes = build_pipelines(splits, info, config, placement.replicas, placement, scratch)
-    emit("data", **describe_data(info, splits, pipes))
+    config, info, splits, pipes = _data(stack, config, placement, emit)
 
     # Model: the run directory is written only once it builds
     model, notes = build_model(config, splits.shape, info.class_names, placement, pipes.steps)
@@ -163,6 +152,27 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
         if is_chief:
             write_json(run.metrics, metrics)
     return TrainResult(run.path, metrics)
+
+
+def _data(stack, config: TrainConfig, placement, emit):
+    """(config with what the data decides, dataset info, splits, tf.data pipelines)."""
+    dataset = open_data(config, emit)
+    info = dataset.info
+    splits = load_splits(dataset, config, placement.num_workers)
+    asked = config
+    config = choose_epochs(config, size(splits.train), placement.replicas)
+    config = adapt_to_data(config, size(splits.train), splits.shape, info.num_classes)
+    if "skipped_files" in splits.notes:
+        emit("skipped", files=splits.notes["skipped_files"])
+    # --cache disk: decoded images kept in a temporary folder for the epochs after the first
+    disk = splits.cache == "disk"
+    scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfvision-")) if disk else None
+    pipes = build_pipelines(splits, info, config, placement.replicas, placement, scratch)
+    emit("data", **describe_data(info, splits, pipes))
+    chosen = chosen_from_data(asked, config, pipes.steps)
+    if chosen:
+        emit("chosen", text=chosen)
+    return config, info, splits, pipes
 
 
 def _adversarial(config: TrainConfig, wrap_model: Callable | None) -> Callable | None:

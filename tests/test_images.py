@@ -51,7 +51,7 @@ def test_animated_gif_gives_first_frame(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content,reason", [(b"", "empty file"), (b"hello", "not a readable image")]
+    "content,reason", [(b"", "empty file"), (b"hello", "not a PNG, JPEG, BMP or GIF image")]
 )
 def test_broken_files_raise_with_the_path(tmp_path, content, reason):
     p = tmp_path / "bad file é.png"

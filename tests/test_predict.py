@@ -154,17 +154,20 @@ def test_an_extreme_image_is_one_error_and_the_batch_goes_on(cli, mnist_run, tmp
 
     Image.new("L", (50_000_000, 1)).save(tmp_path / "line.png")
     Image.new("L", (40_000, 400)).save(tmp_path / "wide.png")
+    Image.new("L", (20_000, 100)).save(tmp_path / "strip.png")
     assert (tmp_path / "line.png").stat().st_size < 200_000
     digit = np.zeros((28, 28), np.uint8)
     digit[6:22, 12:16] = 255
     files = [write_image(tmp_path / f"{i}.png", digit) for i in range(3)]
-    inputs = [files[0], tmp_path / "line.png", files[1], tmp_path / "wide.png", files[2]]
+    odd = [tmp_path / n for n in ("line.png", "wide.png", "strip.png")]
+    inputs = [files[0], odd[0], files[1], odd[1], odd[2], files[2]]
     r = cli("predict", mnist_run, *inputs, "--json")
     assert r.exit_code == 1
     results = _lines(r.stdout)
-    assert [("error" in res) for res in results] == [False, True, False, True, False]
-    assert "more than 100 times wider" in results[1]["error"]
-    assert "over 32,768" in results[3]["error"]
+    assert [("error" in res) for res in results] == [False, True, False, True, True, False]
+    assert "a side of 50,000,000 pixels is over 32,768" in results[1]["error"]
+    assert "a side of 40,000 pixels" in results[3]["error"]
+    assert "more than 100 times wider than high" in results[4]["error"]
 
 
 def test_a_memory_error_while_converting_is_that_files_error(cli, mnist_run, tmp_path, monkeypatch):

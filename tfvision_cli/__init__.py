@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 # the processes tfvision starts (a cluster's workers).
 if "TF_ENABLE_ONEDNN_OPTS" not in _os.environ or _os.environ.get("TFVISION_ONEDNN") == "default":
     if _os.environ.get("TF_CONFIG"):
-        _os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        # off, not TensorFlow's default: on CPUs with AVX-512 class features that default is on
+        _os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     else:
         _os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
     _os.environ["TFVISION_ONEDNN"] = "default"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import gc
 import io
 import itertools
@@ -278,7 +279,7 @@ def open_study(study_dir: Path, study: Study):
     """The Optuna study in its storage (the study folder's journal file unless --storage)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by tfvision
     if study.storage:
         storage = study.storage
     else:
@@ -350,17 +351,25 @@ def run_study(
     while failed < study.trials and _counted(optuna_study) < study.trials:
         if timeout is not None and time.monotonic() - start > timeout:
             break
-        trial = optuna_study.ask()
-        if _counted(optuna_study, before=trial.number) >= study.trials:
-            # another worker took the last place between our count and our trial
-            trial.set_user_attr("surplus", True)
-            optuna_study.tell(trial, state=_state("FAIL"))
+        seen: dict = {}
+        # one trial at a time through optimize (a sampler may stop the study from inside it:
+        # GridSampler does when its grid is done)
+        optuna_study.optimize(
+            functools.partial(_one_trial, study_dir=study_dir, study=study, seen=seen),
+            n_trials=1,
+            catch=(TfvisionError, _Surplus),
+        )
+        if seen.get("surplus") or "number" not in seen:
             break
-        seed_sampler(optuna_study.sampler, study.seed + trial.number)
-        failed += not _run_trial(optuna_study, trial, study_dir, study)
+        row = _row(optuna_study.get_trials(deepcopy=False)[seen["number"]])
+        failed += row["state"] == "fail"
         if on_trial:
-            on_trial(_row(optuna_study.get_trials(deepcopy=False)[trial.number]))
+            on_trial(row)
     return summarize(study_dir, optuna_study)
+
+
+class _Surplus(Exception):
+    """Another worker took the study's last place between our count and our trial."""
 
 
 def _state(name: str):
@@ -376,24 +385,18 @@ def _counted(optuna_study, before: int | None = None) -> int:
     return sum(1 for t in trials if before is None or t.number < before)
 
 
-def _run_trial(optuna_study, trial, study_dir: Path, study: Study) -> bool:
-    """Train one trial and tell the storage how it ended; False when it failed."""
-    import optuna
-
+def _one_trial(trial, study_dir: Path, study: Study, seen: dict) -> float:
+    seen["number"] = trial.number
+    if _counted(trial.study, before=trial.number) >= study.trials:
+        seen["surplus"] = True
+        trial.set_user_attr("surplus", True)
+        raise _Surplus
+    seed_sampler(trial.study.sampler, study.seed + trial.number)
     try:
-        value = _objective(trial, study_dir, study)
-    except optuna.TrialPruned:
-        optuna_study.tell(trial, state=_state("PRUNED"))
-        return True
+        return _objective(trial, study_dir, study)
     except TfvisionError as e:
         trial.set_user_attr("error", str(e))
-        optuna_study.tell(trial, state=_state("FAIL"))
-        return False
-    except BaseException:
-        optuna_study.tell(trial, state=_state("FAIL"))  # Ctrl-C: not left RUNNING
         raise
-    optuna_study.tell(trial, value)
-    return True
 
 
 def seed_sampler(sampler, seed: int) -> None:

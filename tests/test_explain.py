@@ -205,6 +205,9 @@ def test_robustness_is_consistent_at_eps_zero_and_never_rises_with_eps(cli, mnis
     assert (tmp_path / "robustness.png").stat().st_size > 0
     r = cli("robustness", mnist_run, "--attack", "fgsn")
     assert r.exit_code == 2 and "Did you mean: fgsm" in r.stderr
+    for eps in ("0,nan", "inf", "0,-0.1"):
+        r = cli("robustness", mnist_run, "--eps", eps)
+        assert r.exit_code == 2 and "--eps values must be in [0, 1]" in r.stderr, (eps, r.stderr)
 
 
 @pytest.mark.parametrize(

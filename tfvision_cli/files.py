@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tfvision_cli.errors import UsageError
+from tfvision_cli.text import first_few
 
 MARKER = ".tfvision-artifact.json"
 TEMP_MARKER = ".tfvision-temp"
@@ -214,7 +215,7 @@ def check_replaceable(target: Path, kind: str, force: bool, flag: str = "--force
         raise UsageError(f"{target} holds a tfvision {marker['kind']}, not a {kind}")
     extra = sorted(set(_files(target)) - set(marker["files"]))
     if extra:
-        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        shown = first_few(extra, 3)
         raise UsageError(
             f"{target} holds files tfvision did not write ({shown}); refusing to replace it"
         )
@@ -370,9 +371,8 @@ def check_new_names(folder: Path, names: list[str], kind: str) -> None:
         if not ((n in recorded and (folder / n).is_file()) or is_tfvision_png(folder / n))
     ]
     if taken:
-        more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
         raise UsageError(
-            f"{folder} already holds {', '.join(taken[:3])}{more}, which tfvision did not "
+            f"{folder} already holds {first_few(taken, 3)}, which tfvision did not "
             "write; refusing to replace it (nothing was written)",
             hint="choose another --out",
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfvision_cli.errors import TfvisionError
+from tfvision_cli.text import first_few
 
 # What a Keras classifier's SavedModel holds (every registered model, keras.applications nets,
 # mixed precision) and what the image_bytes signature decodes with; see
@@ -96,8 +97,7 @@ def check_savedmodel(path: Path) -> None:
     """Raise TfvisionError naming the ops that make the SavedModel at path unsafe to run."""
     problems = sorted(unsafe_ops(Path(path)))
     if problems:
-        more = f" and {len(problems) - 6} more" if len(problems) > 6 else ""
-        shown = ", ".join(problems[:6]) + more
+        shown = first_few(problems, 6)
         raise TfvisionError(
             f"{path} is refused: its graph holds ops that tfvision does not allow in a "
             f"classifier ({shown}); nothing of it was run",

@@ -29,6 +29,7 @@ from typing import Any
 
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import write_json
+from tfvision_cli.text import first_few
 
 # run.json fields and their types; a run.json that does not fit is "unreadable"
 _STATE_TYPES: dict[str, tuple[type, ...]] = {
@@ -321,10 +322,8 @@ def remove_run(run: RunDir) -> None:
     run.read_state()
     others = foreign_entries(run)
     if others:
-        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
         raise TfvisionError(
-            f"{run.path} holds files tfvision did not write ({', '.join(others[:5])}{more}); "
-            "not deleted",
+            f"{run.path} holds files tfvision did not write ({first_few(others, 5)}); not deleted",
             hint="move them out first",
         )
     with run.lock():  # fails at once while training or tune uses it

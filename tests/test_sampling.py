@@ -23,6 +23,8 @@ def test_stratified_sample_holds_every_class_in_its_share():
     rare = np.array([0] * 1000 + [1] * 3 + [2] * 1000)
     assert set(rare[stratified_sample(rare, 10, 0)].tolist()) == {0, 1, 2}
     assert len(stratified_sample(rare, 2, 0)) == 2
+    skewed = np.array([0] * 290 + [1] * 5 + [2] * 5)  # shares 2.9, 0.05, 0.05 of 3
+    assert sorted(skewed[stratified_sample(skewed, 3, 0)].tolist()) == [0, 1, 2]
     assert np.array_equal(stratified_sample(labels, 10**6, 0), np.arange(len(labels)))
 
 

@@ -197,8 +197,8 @@ def stratified_sample(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarr
     take = np.floor(share).astype(np.int64)
     if count >= len(classes):
         take = np.maximum(take, 1)
-    while take.sum() > count:  # the floor of one per class overshot: trim the largest
-        take[np.argmax(take - share)] -= 1
+    while take.sum() > count:  # one per class overshot: trim a class that keeps at least one
+        take[np.argmax(np.where(take > 1, take - share, -np.inf))] -= 1
     order = np.argsort(-(share - take), kind="stable")
     for i in order[: count - take.sum()]:
         take[i] += 1

@@ -141,3 +141,15 @@ def test_runs_rm_deletes_a_run_with_its_exports_and_refuses_a_link(cli, tmp_path
     r = cli("runs", "rm", "whole", "--yes")
     assert r.exit_code == 0, r.stderr
     assert not (root / "whole").exists()
+
+
+def test_a_mistyped_run_name_gets_a_suggestion(cli):
+    _train(cli, "--name", "fashion")
+    for args in (("evaluate", "fashon"), ("runs", "show", "fashon"), ("predict", "fashon", "-")):
+        r = cli(*args, input="")
+        assert r.exit_code == 2 and "Did you mean: fashion?" in r.stderr, (args, r.stderr)
+
+
+def test_the_epoch_lines_say_what_ce_and_loss_are(cli):
+    r = _train(cli, "--name", "legend", "--epochs", "2")
+    assert r.stderr.count("(ce: cross-entropy") == 1

@@ -160,6 +160,7 @@ class TrainingReporter:
         self._bar = None
         self._task = None
         self._live = err.is_terminal and not _quiet
+        self._legend_shown = False
 
     def __call__(self, kind: str, **d: Any) -> None:
         if kind == "run":
@@ -193,14 +194,23 @@ class TrainingReporter:
                 metrics=f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f}",
             )
         elif kind == "epoch_end":
-            self.close()
-            logs = d["logs"]
-            parts = (
-                [f"epoch {d['epoch']}/{d['epochs']}"]
-                + [f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"]
-                + [f"{d['seconds']:.1f}s"]
+            self._epoch_end(d)
+
+    def _epoch_end(self, d: dict) -> None:
+        self.close()
+        logs = d["logs"]
+        parts = (
+            [f"epoch {d['epoch']}/{d['epochs']}"]
+            + [f"{k} {v:.4f}" for k, v in logs.items() if k != "learning_rate"]
+            + [f"{d['seconds']:.1f}s"]
+        )
+        log("  ".join(parts))
+        if not self._legend_shown and "ce" in logs and "loss" in logs:
+            self._legend_shown = True
+            log(
+                "  (ce: cross-entropy, comparable between runs; loss: what training "
+                "minimises, with label smoothing and penalties; val_: the validation split)"
             )
-            log("  ".join(parts))
 
     def _start_bar(self, d: dict) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

@@ -19,7 +19,7 @@ from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import read_metadata
 from tfvision_cli.formats import artifact_suffixes
 from tfvision_cli.predictor import Predictor
-from tfvision_cli.runs import RunDir, by_name, resolve_run
+from tfvision_cli.runs import RunDir, by_name, close_run_names, resolve_run
 
 
 def load_predictor(spec: str, trust: bool = False) -> Predictor:
@@ -48,8 +48,8 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
             "folder, a SavedModel directory, a .tflite or an .onnx file",
         )
     raise UsageError(
-        f"model {spec} does not exist",
-        hint="give a run directory, `latest`, a .keras file or an exported model",
+        f"model {spec} does not exist.{close_run_names(spec)}",
+        hint="give a run directory or name, `latest`, a .keras file or an exported model",
     )
 
 

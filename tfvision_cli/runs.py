@@ -200,7 +200,10 @@ def resolve_run(spec: str | os.PathLike) -> RunDir:
     if not run.path.is_dir() and named is not None:
         run = named
     if not run.path.is_dir():
-        raise UsageError(f"{spec} does not exist", hint="`tfvision runs list` shows the runs")
+        raise UsageError(
+            f"{spec} does not exist.{close_run_names(str(spec))}",
+            hint="`tfvision runs list` shows the runs",
+        )
     if not run.exists():
         raise UsageError(f"{spec} is not a tfvision run directory (it has no run.json)")
     run.read_state()
@@ -216,6 +219,15 @@ def by_name(name: str) -> RunDir | None:
         return None
     run = RunDir(runs_root() / name)
     return run if run.path.is_dir() and run.exists() else None
+
+
+def close_run_names(name: str) -> str:
+    """' Did you mean: fashion?' for the runs in the runs root whose names are close, or ''."""
+    from tfvision_cli.errors import did_you_mean
+
+    if not RUN_NAME.match(name):
+        return ""
+    return did_you_mean(name, [run.path.name for run, _ in list_runs()])
 
 
 def check_name(name: str) -> str:

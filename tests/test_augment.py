@@ -111,6 +111,10 @@ def test_preview_shows_each_image_beside_its_augmented_self(cli, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     r = cli("data", "preview", "digits", "--mixup", "-1", "--out", tmp_path / "x.png")
     assert r.exit_code == 2 and not (tmp_path / "x.png").exists()
+    # --augment auto (the default) shows what training on that dataset would use
+    for args in (("--mixup", "0.4"), ("--augment", "auto"), ("--augment", "shift")):
+        r = cli("data", "preview", "digits", "--count", "4", *args, "--out", tmp_path / "a.png")
+        assert r.exit_code == 0, (args, r.stderr)
 
 
 def test_small_data_gets_shifts_and_a_narrower_default_model():

@@ -186,13 +186,22 @@ def preview(ctx: typer.Context, **values) -> None:
 def _augmented_grid(dataset, images, labels, config, out: Path, title: str) -> Path:
     import numpy as np
 
-    from tfvision_cli.data.pipeline import augment_sample, augmenter, flips_make_sense, mixer
+    from tfvision_cli.data.pipeline import (
+        augment_sample,
+        augmenter,
+        flips_make_sense,
+        mixer,
+        resolve_augment,
+    )
     from tfvision_cli.plots import image_grid
 
     info = dataset.info
-    augment = augmenter(config.augment, flips_make_sense(info.name, info.class_names,
-                        images.shape[-1]), config.seed, config.augment_magnitude,
-                        config.random_erasing)  # fmt: skip
+    # auto: what training on this dataset would use (its train split's size decides)
+    level = resolve_augment(
+        config.augment, info.splits.get("train", len(images)), images.shape[1:], info.num_classes
+    )
+    flips = flips_make_sense(info.name, info.class_names, images.shape[-1])
+    augment = augmenter(level, flips, config.seed, config.augment_magnitude, config.random_erasing)
     mix = mixer(config.mixup, config.cutmix, config.seed)
     after, soft = augment_sample(images, labels, info.num_classes, augment, mix)
     names = info.class_names

@@ -18,10 +18,31 @@ def flips_make_sense(dataset_name: str, class_names: list[str], channels: int) -
     return not all(c.strip().isdigit() for c in class_names)
 
 
+# Small data: fewer than this many training images per class, of at least 16x16 pixels, where
+# the default model overfits; `--augment auto` shifts there (benchmarks/RESULTS.md, "Small
+# datasets"). On the 8x8 digits a one-pixel shift is an eighth of the image.
+SMALL_DATA_PER_CLASS = 5000
+SMALL_DATA_MIN_SIDE = 16
+
+
+def is_small_data(n_train: int, shape, n_classes: int) -> bool:
+    few = n_train < SMALL_DATA_PER_CLASS * max(n_classes, 1)
+    return few and min(shape[0], shape[1]) >= SMALL_DATA_MIN_SIDE
+
+
+def resolve_augment(level: str, n_train: int, shape, n_classes: int) -> str:
+    """--augment as it applies to this data: `auto` is shift on small data, else none."""
+    if level != "auto":
+        return level
+    return "shift" if is_small_data(n_train, shape, n_classes) else "none"
+
+
 def augmenter(level: str, allow_flip: bool, seed: int, magnitude: float = 0.1,
               erasing: float = 0.0):  # fmt: skip
     """A Keras Sequential of random layers for a level (none -> None), run in tf.data on
     float images in 0..255, then random erasing with probability `erasing`."""
+    if level not in ("none", "shift", "light", "standard", "randaugment"):
+        raise ValueError(f"augmentation {level!r}: resolve 'auto' with resolve_augment first")
     if level == "none" and not erasing:
         return None
     import keras

@@ -264,32 +264,25 @@ def choose_epochs(config: TrainConfig, n_train: int, replicas: int) -> TrainConf
     return dataclasses.replace(config, epochs=epochs)
 
 
-# Small data: fewer than this many training images per class, of at least 16x16 pixels. There
-# the default model overfits (on 20,000 grey 28x28 images of 10 classes, 94.5% train against
-# 90.0% validation accuracy), so the recipe adapts, as the epochs do (benchmarks/RESULTS.md,
-# "Small datasets"): random shifts of up to 2 pixels (--augment auto -> shift; an affine warp,
-# `light`, cost 27% of the step time on 2 cores, a shift a few percent) and fastnet at width 24
-# (0.6x the FLOPs: on a 2,000-a-class MNIST tree 99.04-99.08% in 58 s against 99.10% in 72 s at
-# width 32, and the Keras example's 98.40% in 64 s). On the 8x8 digits a one-pixel shift is an
-# eighth of the image: no augmentation there. MNIST (5,400 a class) keeps the default recipe.
-SMALL_DATA_PER_CLASS = 5000
-SMALL_DATA_MIN_SIDE = 16
+# On small data (data/pipeline.py's is_small_data: fewer than 5,000 training images a class, of
+# 16x16 or more) the default model overfits (on 20,000 grey 28x28 images of 10 classes, 94.5%
+# train against 90.0% validation accuracy), so the recipe adapts, as the epochs do
+# (benchmarks/RESULTS.md, "Small datasets"): random shifts of up to 2 pixels (--augment auto ->
+# shift; an affine warp, `light`, cost 27% of the step time on 2 cores, a shift a few percent)
+# and fastnet at width 24 (0.6x the FLOPs: on a 2,000-a-class MNIST tree 99.04-99.08% in 58 s
+# against 99.10% in 72 s at width 32, and the Keras example's 98.40% in 64 s). MNIST (5,400 a
+# class) keeps the default recipe.
 SMALL_DATA_WIDTH = 24
-
-
-def is_small_data(n_train: int, shape, n_classes: int) -> bool:
-    few = n_train < SMALL_DATA_PER_CLASS * max(n_classes, 1)
-    return few and min(shape[0], shape[1]) >= SMALL_DATA_MIN_SIDE
 
 
 def adapt_to_data(config: TrainConfig, n_train: int, shape, n_classes: int) -> TrainConfig:
     """config with what the data decides: --augment auto (shift on small data, else none) and
     the default model's width (24 on small data unless --model-option width says). Recorded
     in config.yaml like the epochs."""
+    from tfvision_cli.data.pipeline import is_small_data, resolve_augment
+
     small = is_small_data(n_train, shape, n_classes)
-    changes: dict = {}
-    if config.augment == "auto":
-        changes["augment"] = "shift" if small else "none"
+    changes: dict = {"augment": resolve_augment(config.augment, n_train, shape, n_classes)}
     if small and config.model == "fastnet" and "width" not in config.model_options:
         changes["model_options"] = {**config.model_options, "width": SMALL_DATA_WIDTH}
     return dataclasses.replace(config, **changes)

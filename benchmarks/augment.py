@@ -40,8 +40,18 @@ def main() -> None:
         os.environ["TFVISION_RUNS_DIR"] = tmp
         for seed in a.seeds:
             for name in a.variants:
-                cmd = [sys.executable, "-m", "tfvision_cli", "train", a.dataset, *VARIANTS[name],
-                       "--seed", str(seed), "--json", "-q"]  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "tfvision_cli",
+                    "train",
+                    a.dataset,
+                    *VARIANTS[name],
+                    "--seed",
+                    str(seed),
+                    "--json",
+                    "-q",
+                ]
                 start = time.perf_counter()
                 r = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 seconds = time.perf_counter() - start
@@ -49,14 +59,31 @@ def main() -> None:
                     sys.exit(f"{name}: {r.stderr[-1500:]}")
                 accuracy = json.loads(r.stdout)["metrics"]["test_accuracy"]
                 results.setdefault(name, []).append(accuracy)
-                print(json.dumps({"variant": name, "seed": seed, "test_accuracy": accuracy,
-                                  "seconds": round(seconds, 1)}), flush=True)  # fmt: skip
+                print(
+                    json.dumps(
+                        {
+                            "variant": name,
+                            "seed": seed,
+                            "test_accuracy": accuracy,
+                            "seconds": round(seconds, 1),
+                        }
+                    ),
+                    flush=True,
+                )
     base = sum(results["default"]) / len(results["default"]) if "default" in results else None
     for name, values in results.items():
         mean = sum(values) / len(values)
         diff = None if base is None else round(mean - base, 4)
-        print(json.dumps({"variant": name, "mean_test_accuracy": round(mean, 4),
-                          "vs_default": diff, "seeds": len(values)}))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "variant": name,
+                    "mean_test_accuracy": round(mean, 4),
+                    "vs_default": diff,
+                    "seeds": len(values),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

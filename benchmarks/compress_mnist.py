@@ -28,8 +28,12 @@ from pathlib import Path
 
 def tfvision(*args) -> tuple[float, dict]:
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "tfvision_cli", *map(str, args), "--json"],
-                       capture_output=True, text=True, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", *map(str, args), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     seconds = time.perf_counter() - start
     if r.returncode:
         sys.exit(f"failed: tfvision {' '.join(map(str, args))}\n{r.stderr[-2000:]}")
@@ -62,13 +66,24 @@ def main() -> None:
         if not a.teacher:
             seconds, r = tfvision("train", "mnist", "--run-dir", teacher)
             m = r["metrics"]
-            out["teacher"] = {"seconds": round(seconds, 1), "test_accuracy": m["test_accuracy"],
-                              "params": m["params"]}  # fmt: skip
+            out["teacher"] = {
+                "seconds": round(seconds, 1),
+                "test_accuracy": m["test_accuracy"],
+                "params": m["params"],
+            }
             print(json.dumps({"teacher": out["teacher"]}), flush=True)
 
         if not a.skip_prune:
-            seconds, r = tfvision("prune", teacher, "--sparsity", a.sparsity, "--quantize", "int8",
-                                  "--run-dir", root / "pruned")  # fmt: skip
+            seconds, r = tfvision(
+                "prune",
+                teacher,
+                "--sparsity",
+                a.sparsity,
+                "--quantize",
+                "int8",
+                "--run-dir",
+                root / "pruned",
+            )
             sizes = r["sizes"]
             out["prune"] = {
                 "seconds": round(seconds, 1),
@@ -95,12 +110,22 @@ def distill_pair(a, teacher: Path, root: Path, seed: int) -> dict:
     for option in a.student_option:
         common += ["--model-option", option]
     alone, distilled = root / f"alone-{seed}", root / f"distilled-{seed}"
-    seconds_alone, r_alone = tfvision("train", "mnist", "--model", a.student, *common,
-                                      "--run-dir", alone)  # fmt: skip
+    seconds_alone, r_alone = tfvision(
+        "train", "mnist", "--model", a.student, *common, "--run-dir", alone
+    )
     seconds_distilled, r_distilled = tfvision(
-        "distill", teacher, "--student", a.student, *common, "--temperature", a.temperature,
-        "--alpha", a.alpha, "--run-dir", distilled,
-    )  # fmt: skip
+        "distill",
+        teacher,
+        "--student",
+        a.student,
+        *common,
+        "--temperature",
+        a.temperature,
+        "--alpha",
+        a.alpha,
+        "--run-dir",
+        distilled,
+    )
     _, verdict = tfvision("compare", alone, distilled, teacher, "--no-plots")
     cands = verdict["candidates"]
     out = {
@@ -110,17 +135,29 @@ def distill_pair(a, teacher: Path, root: Path, seed: int) -> dict:
         "seed": seed,
         "temperature": a.temperature,
         "alpha": a.alpha,
-        "alone": {"seconds": round(seconds_alone, 1),
-                  "test_accuracy": r_alone["metrics"]["test_accuracy"]},
-        "distilled": {"seconds": round(seconds_distilled, 1),
-                      "test_accuracy": r_distilled["metrics"]["test_accuracy"]},
-        "distilled_vs_alone": {k: cands[0][k] for k in ("difference", "difference_ci95",
-                                                        "mcnemar", "p_value_holm", "verdict")},
-        "sizes_bytes": {"alone": verdict["baseline"]["size_bytes"],
-                        "distilled": cands[0]["size_bytes"], "teacher": cands[1]["size_bytes"]},
-        "latency_ms": {"alone": verdict["baseline"]["latency_ms"],
-                       "distilled": cands[0]["latency_ms"], "teacher": cands[1]["latency_ms"]},
-    }  # fmt: skip
+        "alone": {
+            "seconds": round(seconds_alone, 1),
+            "test_accuracy": r_alone["metrics"]["test_accuracy"],
+        },
+        "distilled": {
+            "seconds": round(seconds_distilled, 1),
+            "test_accuracy": r_distilled["metrics"]["test_accuracy"],
+        },
+        "distilled_vs_alone": {
+            k: cands[0][k]
+            for k in ("difference", "difference_ci95", "mcnemar", "p_value_holm", "verdict")
+        },
+        "sizes_bytes": {
+            "alone": verdict["baseline"]["size_bytes"],
+            "distilled": cands[0]["size_bytes"],
+            "teacher": cands[1]["size_bytes"],
+        },
+        "latency_ms": {
+            "alone": verdict["baseline"]["latency_ms"],
+            "distilled": cands[0]["latency_ms"],
+            "teacher": cands[1]["latency_ms"],
+        },
+    }
     print(json.dumps({"distill": out}), flush=True)
     return out
 

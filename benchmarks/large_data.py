@@ -60,9 +60,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
     ap.add_argument("--steps", type=int, default=20, help="training steps")
     ap.add_argument(
-        "--batch-size", type=int, default=32,
+        "--batch-size",
+        type=int,
+        default=32,
         help="training batch (at 128x128, fastnet's activations at the default 128 take ~0.7 GB)",
-    )  # fmt: skip
+    )
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
     rows = []
@@ -72,8 +74,15 @@ def main() -> None:
             start = time.perf_counter()
             generate(src, n)
             print(f"{n}: generated in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-            steps = ["--epochs", "1", "--steps-per-epoch", str(args.steps), "--json",
-                     "--batch-size", str(args.batch_size)]  # fmt: skip
+            steps = [
+                "--epochs",
+                "1",
+                "--steps-per-epoch",
+                str(args.steps),
+                "--json",
+                "--batch-size",
+                str(args.batch_size),
+            ]
             runs = {
                 "preprocess": [*TFVISION, "preprocess", str(src), "--out", str(prepared)],
                 "train, prepared": [
@@ -83,7 +92,7 @@ def main() -> None:
                     *steps,
                     "--run-dir",
                     str(Path(tmp) / f"run_p{n}"),
-                ],  # fmt: skip
+                ],
                 "train, raw folder": [
                     *TFVISION,
                     "train",
@@ -91,7 +100,7 @@ def main() -> None:
                     *steps,
                     "--run-dir",
                     str(Path(tmp) / f"run_r{n}"),
-                ],  # fmt: skip
+                ],
             }
             for name, cmd in runs.items():
                 r = measure(cmd)

@@ -25,14 +25,22 @@ import tempfile
 import time
 from pathlib import Path
 
-METHODS = (("saliency", {}), ("saliency", {"smooth": 16}),
-           ("integrated-gradients", {"steps": 16}), ("gradcam", {}))  # fmt: skip
+METHODS = (
+    ("saliency", {}),
+    ("saliency", {"smooth": 16}),
+    ("integrated-gradients", {"steps": 16}),
+    ("gradcam", {}),
+)
 
 
 def tfvision(*args) -> tuple[float, dict]:
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "tfvision_cli", *map(str, args), "--json"],
-                       capture_output=True, text=True, check=False)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", *map(str, args), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if r.returncode:
         sys.exit(f"failed: tfvision {' '.join(map(str, args))}\n{r.stderr[-2000:]}")
     return time.perf_counter() - start, json.loads(r.stdout)
@@ -58,8 +66,20 @@ def mass_ratios(model_file: Path, count: int) -> dict[str, float]:
 
 
 def measure(run: Path, train_seconds: float, a) -> dict:
-    _, r = tfvision("robustness", run, "--attack", "fgsm,pgd", "--eps", a.eps, "--steps",
-                    a.steps, "--corruptions", "", "--limit", a.limit)  # fmt: skip
+    _, r = tfvision(
+        "robustness",
+        run,
+        "--attack",
+        "fgsm,pgd",
+        "--eps",
+        a.eps,
+        "--steps",
+        a.steps,
+        "--corruptions",
+        "",
+        "--limit",
+        a.limit,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     return {
         "train_seconds": round(train_seconds, 1),
@@ -76,9 +96,13 @@ def table(rows: dict[str, dict]) -> str:
     head = ["model", "test acc", "train s", *attacks, *(f"{m} ×" for m in maps)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
-        cells = [name, f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.0f}",
-                 *(f"{r['attacks'][k]:.3f}" for k in attacks),
-                 *(f"{r['maps'][m]:.2f}" for m in maps)]  # fmt: skip
+        cells = [
+            name,
+            f"{r['test_accuracy']:.4f}",
+            f"{r['train_seconds']:.0f}",
+            *(f"{r['attacks'][k]:.3f}" for k in attacks),
+            *(f"{r['maps'][m]:.2f}" for m in maps),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

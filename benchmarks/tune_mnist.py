@@ -26,8 +26,9 @@ model_options.width: [12, 16, 24]
 
 def tfvision(*args: str) -> tuple[float, dict]:
     start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "tfvision_cli", *args, "--json"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "tfvision_cli", *args, "--json"], capture_output=True, text=True
+    )
     if r.returncode:
         raise SystemExit(r.stderr)
     return time.perf_counter() - start, json.loads(r.stdout)

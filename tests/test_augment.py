@@ -17,8 +17,9 @@ def _digits_like(n: int = 16, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
     return images, np.arange(n) % 10
 
 
-@pytest.mark.parametrize("level, erasing", [("light", 0), ("standard", 0), ("randaugment", 0),
-                                            ("none", 1.0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "level, erasing", [("light", 0), ("standard", 0), ("randaugment", 0), ("none", 1.0)]
+)
 def test_each_augmentation_changes_images_and_keeps_shapes_and_dtypes(level, erasing):
     from tfvision_cli.data.pipeline import augment_sample, augmenter
 
@@ -58,9 +59,29 @@ def test_a_regularised_augmented_run_keeps_its_regularisers_and_loads_safely(cli
     from tfvision_cli.models.io import load_model
 
     run = tmp_path / "run"
-    r = cli("train", "digits", "--model", "cnn", "--epochs", "1", "--augment", "randaugment",
-            "--mixup", "0.2", "--cutmix", "1.0", "--random-erasing", "0.25", "--l1", "1e-5",
-            "--l2", "1e-4", "--run-dir", run, "--json")  # fmt: skip
+    r = cli(
+        "train",
+        "digits",
+        "--model",
+        "cnn",
+        "--epochs",
+        "1",
+        "--augment",
+        "randaugment",
+        "--mixup",
+        "0.2",
+        "--cutmix",
+        "1.0",
+        "--random-erasing",
+        "0.25",
+        "--l1",
+        "1e-5",
+        "--l2",
+        "1e-4",
+        "--run-dir",
+        run,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     counted = r.json()["metrics"]["notes"]["regularized_kernels"]
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -105,8 +126,21 @@ def test_every_small_model_takes_a_dropout(name):
 
 def test_preview_shows_each_image_beside_its_augmented_self(cli, tmp_path):
     out = tmp_path / "grid.png"
-    r = cli("data", "preview", "digits", "--count", "8", "--augment", "randaugment", "--mixup",
-            "0.4", "--random-erasing", "0.5", "--out", out)  # fmt: skip
+    r = cli(
+        "data",
+        "preview",
+        "digits",
+        "--count",
+        "8",
+        "--augment",
+        "randaugment",
+        "--mixup",
+        "0.4",
+        "--random-erasing",
+        "0.5",
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     r = cli("data", "preview", "digits", "--mixup", "-1", "--out", tmp_path / "x.png")

@@ -105,11 +105,22 @@ def test_shell_completion_offers_names(words, expected):
 def test_bad_names_fail_at_once_all_of_them_before_tensorflow():
     start = time.perf_counter()
     r = subprocess.run(
-        [sys.executable, "-m", "tfvision_cli", "train", "mnsit", "--model", "resnte",
-         "--optimizer", "adm", "--model-option", "widht=3"],
+        [
+            sys.executable,
+            "-m",
+            "tfvision_cli",
+            "train",
+            "mnsit",
+            "--model",
+            "resnte",
+            "--optimizer",
+            "adm",
+            "--model-option",
+            "widht=3",
+        ],
         capture_output=True,
         text=True,
-    )  # fmt: skip
+    )
     elapsed = time.perf_counter() - start
     assert r.returncode == 2, r.stderr
     assert elapsed < 3, f"took {elapsed:.1f} s"

@@ -86,9 +86,10 @@ def digits_runs(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("compare")
     runs = {"strong": root / "strong", "weak": root / "weak"}
-    for name, extra in (("strong", ["--epochs", "4"]),
-                        ("weak", ["--epochs", "1", "--steps-per-epoch", "1",
-                                  "--learning-rate", "0.0001"])):  # fmt: skip
+    for name, extra in (
+        ("strong", ["--epochs", "4"]),
+        ("weak", ["--epochs", "1", "--steps-per-epoch", "1", "--learning-rate", "0.0001"]),
+    ):
         args = ["train", "digits", "--model", "mlp", *extra, "--run-dir", str(runs[name]), "-q"]
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 0, r.output
@@ -100,8 +101,13 @@ def test_a_model_against_itself_shows_no_difference(cli, digits_runs):
     r = cli("compare", strong, strong, "--fail-if-worse", "0", "--no-plots", "--json")
     assert r.exit_code == 0, r.stderr
     report = r.json()
-    assert report["mcnemar"] == {"b": 0, "c": 0, "statistic": None, "p_value": 1.0,
-                                 "method": "no disagreements"}  # fmt: skip
+    assert report["mcnemar"] == {
+        "b": 0,
+        "c": 0,
+        "statistic": None,
+        "p_value": 1.0,
+        "method": "no disagreements",
+    }
     assert report["difference"] == 0 and report["difference_ci95"] == [0, 0]
     assert not report["significant"] and report["passed"]
     assert report["n"] == 359 and report["baseline"]["accuracy"] == report["candidate"]["accuracy"]

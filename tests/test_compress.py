@@ -41,8 +41,21 @@ def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_ga
     from tfvision_cli.prune import prunable_kernels
 
     out = tmp_path / "pruned"
-    r = cli("prune", mnist_run, "--sparsity", "0.8", "--epochs", "2", "--steps-per-epoch", "60",
-            "--quantize", "int8", "--run-dir", out, "--json")  # fmt: skip
+    r = cli(
+        "prune",
+        mnist_run,
+        "--sparsity",
+        "0.8",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "60",
+        "--quantize",
+        "int8",
+        "--run-dir",
+        out,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     report = r.json()
     model = load_model(out / "model.keras")  # safe mode: an ordinary model, no wrapper layers
@@ -66,8 +79,10 @@ def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_ga
     assert sizes["tflite_int8_after_gzip"] < sizes["tflite_float_before_gzip"] / 3
 
 
-@pytest.mark.parametrize("args, message", [(["--sparsity", "1.5"], "--sparsity"),
-                                           (["--pruning-schedule", "cubic"], "cubic")])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--sparsity", "1.5"], "--sparsity"), (["--pruning-schedule", "cubic"], "cubic")],
+)
 def test_bad_pruning_options_are_usage_errors(cli, tmp_path, args, message):
     r = cli("prune", tmp_path / "nothing", *args)
     assert r.exit_code == 2 and message in r.stderr
@@ -80,8 +95,21 @@ def test_distill_teaches_a_student_that_stands_alone(cli, tmp_path):
     r = cli("train", "digits", "--model", "cnn", "--epochs", "3", "--run-dir", teacher, "-q")
     assert r.exit_code == 0, r.stderr
     student = tmp_path / "student"
-    r = cli("distill", teacher, "--student", "mlp", "--epochs", "2", "--temperature", "4",
-            "--alpha", "0.3", "--run-dir", student, "--json")  # fmt: skip
+    r = cli(
+        "distill",
+        teacher,
+        "--student",
+        "mlp",
+        "--epochs",
+        "2",
+        "--temperature",
+        "4",
+        "--alpha",
+        "0.3",
+        "--run-dir",
+        student,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     metrics = r.json()["metrics"]
     assert metrics["distillation"]["temperature"] == 4 and metrics["distillation"]["alpha"] == 0.3

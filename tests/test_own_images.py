@@ -37,8 +37,17 @@ def test_split_folders_are_splits_not_classes(cli, split_tree, tmp_path):
     info = r.json()
     assert info["class_names"] == ["a", "b", "c"]  # not ["Train", "test"]
     assert info["splits"] == {"train": 72, "test": 30}
-    r = cli("train", split_tree, "--model", "mlp", "--epochs", "4", "--run-dir", tmp_path / "run",
-            "--json")  # fmt: skip
+    r = cli(
+        "train",
+        split_tree,
+        "--model",
+        "mlp",
+        "--epochs",
+        "4",
+        "--run-dir",
+        tmp_path / "run",
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     m = r.json()["metrics"]
     assert m["test_examples"] == 30  # the test folder, whole
@@ -92,8 +101,19 @@ def test_imbalance_is_flagged_and_balanced_weights_are_recorded(cli, tmp_path):
     assert r.exit_code == 0
     assert "imbalanced train: class 'common' has 48 examples, 'rare' 8" in r.stderr
     run_dir = tmp_path / "run"
-    r = cli("train", root, "--model", "mlp", "--epochs", "3", "--class-weight", "balanced",
-            "--run-dir", run_dir, "--json")  # fmt: skip
+    r = cli(
+        "train",
+        root,
+        "--model",
+        "mlp",
+        "--epochs",
+        "3",
+        "--class-weight",
+        "balanced",
+        "--run-dir",
+        run_dir,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     assert "class_weight: balanced" in (run_dir / "config.yaml").read_text()
 
@@ -218,15 +238,37 @@ def test_init_from_a_run_keeps_its_weights_and_gives_a_new_head(cli, tmp_path, s
     assert r.exit_code == 0, r.stderr
     base_accuracy = r.json()["metrics"]["test_accuracy"]
     # same data: every layer is taken; the run's model is used without --model
-    r = cli("train", "digits", "--init-from", base, "--epochs", "1", "--learning-rate", "0.0003",
-            "--run-dir", tmp_path / "again", "--json")  # fmt: skip
+    r = cli(
+        "train",
+        "digits",
+        "--init-from",
+        base,
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "0.0003",
+        "--run-dir",
+        tmp_path / "again",
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     m = r.json()["metrics"]
     assert m["model"] == "cnn" and m["notes"]["layers_started_afresh"] == []
     assert m["test_accuracy"] > base_accuracy - 0.05  # started from the trained weights
     # other classes and image size: the convolutions are kept, the head starts afresh
-    r = cli("train", split_tree, "--init-from", base, "--image-size", "8", "--epochs", "2",
-            "--run-dir", tmp_path / "other", "--json")  # fmt: skip
+    r = cli(
+        "train",
+        split_tree,
+        "--init-from",
+        base,
+        "--image-size",
+        "8",
+        "--epochs",
+        "2",
+        "--run-dir",
+        tmp_path / "other",
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     notes = r.json()["metrics"]["notes"]
     assert notes["layers_copied"] >= 2 and notes["layers_started_afresh"] == ["predictions"]
@@ -243,8 +285,19 @@ def test_freeze_backbone_trains_only_the_head_then_everything(cli, tmp_path):
         cli("train", "digits", "--model", "cnn", "--epochs", "2", "--run-dir", base).exit_code == 0
     )
     frozen = tmp_path / "frozen"
-    r = cli("train", "digits", "--init-from", base, "--freeze-backbone", "2", "--epochs", "2",
-            "--run-dir", frozen, "--json")  # fmt: skip
+    r = cli(
+        "train",
+        "digits",
+        "--init-from",
+        base,
+        "--freeze-backbone",
+        "2",
+        "--epochs",
+        "2",
+        "--run-dir",
+        frozen,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     assert len(r.json()["metrics"]["notes"]["frozen_backbone"]["layers"]) == 2  # the 2 convs
     before, after = load_model(base / "model.keras"), load_model(frozen / "model.keras")
@@ -255,8 +308,19 @@ def test_freeze_backbone_trains_only_the_head_then_everything(cli, tmp_path):
         assert same == (old.name != "predictions"), old.name  # only the head trained
     # then every layer trains, and history.csv has one row per epoch of both phases
     both = tmp_path / "both"
-    r = cli("train", "digits", "--init-from", base, "--freeze-backbone", "1", "--epochs", "3",
-            "--run-dir", both, "--json")  # fmt: skip
+    r = cli(
+        "train",
+        "digits",
+        "--init-from",
+        base,
+        "--freeze-backbone",
+        "1",
+        "--epochs",
+        "3",
+        "--run-dir",
+        both,
+        "--json",
+    )
     assert r.exit_code == 0, r.stderr
     rows = (both / "history.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["epoch", "0", "1", "2"]

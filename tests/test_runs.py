@@ -26,8 +26,13 @@ def test_a_named_run_is_listed_whole_at_80_columns_and_found_by_name(cli, monkey
     _train(cli, "--name", "second")
     root = Path(os.environ["TFVISION_RUNS_DIR"])
     assert (root / name / "run.json").is_file()
-    r = subprocess.run(tfvision_cmd("runs list"), env=subprocess_env(COLUMNS="80"),
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        tfvision_cmd("runs list"),
+        env=subprocess_env(COLUMNS="80"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert name in r.stdout and str(root / name) not in r.stdout  # names, not paths
     assert r.stdout.index("second") < r.stdout.index(name)  # newest first

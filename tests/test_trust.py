@@ -103,8 +103,12 @@ def _plant_look_alikes(parent: Path) -> dict[str, bytes]:
 
 def _stale_temp(parent: Path, target: str) -> Path:
     """A temporary folder exactly as a killed tfvision leaves it (its pid is gone)."""
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     token = "fedcba9876543210"
     stale = parent / f".{target}.tfvision-tmp-{proc.stdout.strip()}-{token}"
     stale.mkdir()
@@ -177,11 +181,17 @@ def test_train_never_writes_into_a_folder_that_is_not_a_run(cli, tmp_path):
 
 def test_a_second_process_on_a_run_in_use_fails_naming_the_holder(cli, tmp_path, digits_run):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tfvision_cli.runs import RunDir\n"
-         "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(120)",
-         str(digits_run)],
-        stdout=subprocess.PIPE, text=True, env=subprocess_env(),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tfvision_cli.runs import RunDir\n"
+            "with RunDir(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(120)",
+            str(digits_run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = _snapshot(digits_run)
@@ -201,8 +211,12 @@ def test_a_second_process_on_a_run_in_use_fails_naming_the_holder(cli, tmp_path,
 def test_two_trainings_at_once_on_one_run_dir_one_fails_the_other_is_whole(tmp_path):
     run_dir = tmp_path / "shared-run"
     args = tfvision_cmd("train digits --model mlp --epochs 40 --run-dir", run_dir, "--json")
-    procs = [subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 1], results
@@ -436,8 +450,9 @@ def test_a_damaged_run_json_hides_only_that_run(cli, tmp_path, digits_run, damag
 
 
 def _term_when(args: list[str], appears, timeout: float = 120) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + timeout
     while not appears() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -531,8 +546,13 @@ def test_predict_reads_undecodable_file_names_under_a_strict_utf8_locale(tmp_pat
         f.write(good.read_bytes())
     stdin = os.fsencode(good) + b"\n" + bad + b"\n"
     env = subprocess_env(LC_ALL="C.UTF-8", PYTHONUTF8="0")
-    r = subprocess.run(tfvision_cmd("predict", digits_run, "-"), input=stdin, env=env,
-                       capture_output=True, timeout=300)  # fmt: skip
+    r = subprocess.run(
+        tfvision_cmd("predict", digits_run, "-"),
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     records = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(records) == 2 and all("class_name" in rec for rec in records)

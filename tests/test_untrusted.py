@@ -86,10 +86,20 @@ UNSAFE_RULES = "S301,S302,S307,S102,S506,S202"  # pickle, marshal, eval, exec, y
 
 def _ruff(path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select",
-         UNSAFE_RULES, str(path)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--isolated",
+            "--select",
+            UNSAFE_RULES,
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_no_pickle_eval_or_unsafe_loader_anywhere_in_the_package(tmp_path):

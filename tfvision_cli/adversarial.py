@@ -48,8 +48,17 @@ def loss_gradient(forward, x, y):
     return tape.gradient(loss, x)
 
 
-def perturb(forward, x0, y, kind: str, eps: float, steps: int = 10, seed: int = 0,
-            random_start: bool | None = None, step: float | None = None):  # fmt: skip
+def perturb(
+    forward,
+    x0,
+    y,
+    kind: str,
+    eps: float,
+    steps: int = 10,
+    seed: int = 0,
+    random_start: bool | None = None,
+    step: float | None = None,
+):
     """Adversarial float images (0..255) near x0 (float 0..255), within eps * 255 in L-inf."""
     from tfvision_cli.tf_import import tf as import_tf
 
@@ -60,8 +69,9 @@ def perturb(forward, x0, y, kind: str, eps: float, steps: int = 10, seed: int = 
     start = kind == "pgd" if random_start is None else random_start
     x = x0
     if start:
-        noise = tf.random.stateless_uniform(tf.shape(x0), seed=[seed, 1], minval=-radius,
-                                            maxval=radius)  # fmt: skip
+        noise = tf.random.stateless_uniform(
+            tf.shape(x0), seed=[seed, 1], minval=-radius, maxval=radius
+        )
         x = tf.clip_by_value(x0 + noise, 0, 255)
     n, size = (1, step or radius) if kind == "fgsm" else (steps, step or 2.5 * radius / steps)
     for _ in range(n):
@@ -98,9 +108,17 @@ def trainer(model, kind: str, eps: float, share: float):
             fgsm = kind == "fgsm"
             # a new random start every step (a fixed one is a pattern the model can learn)
             step_seed = tf.cast(self.optimizer.iterations, tf.int32)
-            adv = perturb(lambda v: rest(stem(v), training=False), tf.cast(x[:k], tf.float32),
-                          y[:k], kind, eps, steps=TRAIN_PGD_STEPS, seed=step_seed,
-                          random_start=True, step=1.25 * 255.0 * eps if fgsm else None)  # fmt: skip
+            adv = perturb(
+                lambda v: rest(stem(v), training=False),
+                tf.cast(x[:k], tf.float32),
+                y[:k],
+                kind,
+                eps,
+                steps=TRAIN_PGD_STEPS,
+                seed=step_seed,
+                random_start=True,
+                step=1.25 * 255.0 * eps if fgsm else None,
+            )
             mixed = tf.concat([tf.cast(tf.round(adv), x.dtype), x[k:]], axis=0)
             return super().train_step((mixed, y, weights) if weights is not None else (mixed, y))
 

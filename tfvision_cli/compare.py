@@ -100,8 +100,7 @@ def compare(
         probs = in_baseline_order(p.predict(images, batch_size=batch_size), p, predictors[0])
         reports.append(classification_report(labels, probs, class_names, present))
         predictions.append(probs.argmax(1))
-    report = _report(specs, predictors, reports, labels, predictions, margin, images,
-                     latency_runs)  # fmt: skip
+    report = _report(specs, predictors, reports, labels, predictions, margin, images, latency_runs)
     keys = ("dataset", "split", "images_from", "class_names", "class_match")
     report.update({k: base_eval.report[k] for k in keys})
     if base_eval.report.get("notes"):
@@ -175,7 +174,7 @@ def per_class_f1(base: dict, cand: dict) -> list[dict]:
             "f1_baseline": b["f1"],
             "f1_candidate": c["f1"],
             "delta": c["f1"] - b["f1"],
-        }  # fmt: skip
+        }
         for b, c in zip(base["per_class"], cand["per_class"], strict=True)
     ]
     return sorted(rows, key=lambda r: -abs(r["delta"]))

@@ -48,9 +48,16 @@ def teacher_file(spec: str) -> tuple[Path, dict]:
     return source_file(str(run.path)), config_lib.read_yaml(run.config)
 
 
-def distill(teacher: str, student: str, overrides: dict, run_dir: Path | None, on_event=None,
-            temperature: float = DEFAULT_TEMPERATURE, alpha: float = DEFAULT_ALPHA,
-            dataset: str | None = None) -> dict:  # fmt: skip
+def distill(
+    teacher: str,
+    student: str,
+    overrides: dict,
+    run_dir: Path | None,
+    on_event=None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    alpha: float = DEFAULT_ALPHA,
+    dataset: str | None = None,
+) -> dict:
     """Train `student` on the teacher's dataset (or `dataset`) with the teacher's knowledge."""
     from tfvision_cli import config as config_lib
     from tfvision_cli.errors import UsageError
@@ -85,10 +92,11 @@ def distill(teacher: str, student: str, overrides: dict, run_dir: Path | None, o
             teacher_model = load_model(path)
             try:
                 distiller = keras.distillation.Distiller(
-                    teacher=teacher_model, student=student_model,
+                    teacher=teacher_model,
+                    student=student_model,
                     distillation_losses=_distillation_loss(temperature),
                     student_loss_weight=alpha,
-                )  # fmt: skip
+                )
             except ValueError as e:
                 raise UsageError(f"the teacher cannot teach this student: {e}") from None
             distiller.build(student_model.input_shape)  # BackupAndRestore needs it built

@@ -141,8 +141,11 @@ def _feature_layer(model):
     frames it with zeros. Those are taken only when no other layer holds a grid."""
     import keras
 
-    coarsening = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
-                  keras.layers.ZeroPadding2D)  # fmt: skip
+    coarsening = (
+        keras.layers.MaxPooling2D,
+        keras.layers.AveragePooling2D,
+        keras.layers.ZeroPadding2D,
+    )
     fallback = None
     for layer in reversed(model.layers):
         if layer.name in _STEMS or isinstance(layer, keras.layers.InputLayer):
@@ -193,9 +196,11 @@ def gradcam(model, stem, x, targets):
         # the backbone's own input and output tensors belong to its graph, not to the outer one:
         # the outer tensors are those of the call (its node)
         call = nest._inbound_nodes[0]
-        parts = [keras.Model(stem.output, call.input_tensors[0]),
-                 keras.Model(nest.inputs, [layer.output, nest.output]),
-                 keras.Model(call.output_tensors[0], cut)]  # fmt: skip
+        parts = [
+            keras.Model(stem.output, call.input_tensors[0]),
+            keras.Model(nest.inputs, [layer.output, nest.output]),
+            keras.Model(call.output_tensors[0], cut),
+        ]
     with tf.GradientTape() as tape:
         if nest is None:
             features, before = parts[0](x, training=False)
@@ -231,20 +236,21 @@ def randomized(model, share: float, seed: int = 0):
     return copy
 
 
-def sanity_check(explainer: Explainer, images: np.ndarray, targets: np.ndarray,
-                 maps: np.ndarray) -> dict:  # fmt: skip
+def sanity_check(
+    explainer: Explainer, images: np.ndarray, targets: np.ndarray, maps: np.ndarray
+) -> dict:
     """Rank correlation of the maps with those of ever more randomised models: a method
     whose maps stay alike when the weights are random does not explain the model."""
     import numpy as np
 
     stages = []
     for share in (0.25, 0.5, 1.0):
-        random = Explainer(randomized(explainer.model, share), explainer.method,
-                           explainer.steps, explainer.smooth)  # fmt: skip
+        random = Explainer(
+            randomized(explainer.model, share), explainer.method, explainer.steps, explainer.smooth
+        )
         other = random.maps(images, targets)
         rho = [_rank_correlation(a, b) for a, b in zip(maps, other, strict=True)]
-        stages.append({"randomized_layers_share": share,
-                       "rank_correlation": float(np.mean(rho))})  # fmt: skip
+        stages.append({"randomized_layers_share": share, "rank_correlation": float(np.mean(rho))})
     passed = stages[-1]["rank_correlation"] < 0.5
     return {"stages": stages, "passed": passed}
 
@@ -273,8 +279,16 @@ def mass_on(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
 KIND = "explanations"  # the kind of folder explain's marker records
 
 
-def explain_files(predictor, paths, method: str, out_dir, target: str | None = None,
-                  steps: int = 32, smooth: int = 0, top_k: int = 3):  # fmt: skip
+def explain_files(
+    predictor,
+    paths,
+    method: str,
+    out_dir,
+    target: str | None = None,
+    steps: int = 32,
+    smooth: int = 0,
+    top_k: int = 3,
+):
     """One record per image file, in order: the prediction, a heatmap at the image's own
     resolution (.npy) and an overlay picture (.png) in out_dir. Unreadable files give
     {"path", "error"}."""
@@ -318,9 +332,16 @@ def explain_files(predictor, paths, method: str, out_dir, target: str | None = N
             f"{names[j]} {probs[j]:.2f}" for j in top
         )
         overlay = explanation(original, heat, title, out_dir / f"{stems[i]}.png")
-        yield {"path": str(path), "label": label, "class_name": names[label],
-               "confidence": float(probs[label]), "target": names[goal], "method": method,
-               "heatmap": str(npy), "overlay": str(overlay)}  # fmt: skip
+        yield {
+            "path": str(path),
+            "label": label,
+            "class_name": names[label],
+            "confidence": float(probs[label]),
+            "target": names[goal],
+            "method": method,
+            "heatmap": str(npy),
+            "overlay": str(overlay),
+        }
 
 
 def differentiable(predictor):
@@ -352,7 +373,11 @@ def _resize(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     if heat.shape == tuple(size):
         return heat
-    resized = np.asarray(Image.fromarray(heat.astype(np.float32), mode="F").resize(
-        (size[1], size[0]), Image.BILINEAR), np.float64)  # fmt: skip
+    resized = np.asarray(
+        Image.fromarray(heat.astype(np.float32), mode="F").resize(
+            (size[1], size[0]), Image.BILINEAR
+        ),
+        np.float64,
+    )
     resized = np.maximum(resized, 0)
     return resized / max(resized.sum(), 1e-12)

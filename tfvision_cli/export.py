@@ -71,8 +71,9 @@ def export(
     if not 0 < min_agreement <= 1:
         raise UsageError(f"--min-agreement must be in (0, 1], got {min_agreement}")
     if out is not None and form.artifact and Path(out).suffix == Path(form.artifact).suffix:
-        return _export_file(source, fmt, Path(out), quantize, verify, min_agreement, examples,
-                            calibration, force)  # fmt: skip
+        return _export_file(
+            source, fmt, Path(out), quantize, verify, min_agreement, examples, calibration, force
+        )
     folder = Path(out) if out else default_folder(source, fmt, quantize)
     _check_not_source(source, folder)
     check_replaceable(folder, "export", force)  # before minutes of work, not after

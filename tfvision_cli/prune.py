@@ -62,8 +62,12 @@ def sparsity_report(model) -> dict:
             {"kernel": kernel.path, "size": int(values.size), "sparsity": z / values.size}
         )
         zeros, total = zeros + z, total + values.size
-    return {"overall": zeros / max(total, 1), "pruned_weights": zeros, "weights": total,
-            "layers": layers}  # fmt: skip
+    return {
+        "overall": zeros / max(total, 1),
+        "pruned_weights": zeros,
+        "weights": total,
+        "layers": layers,
+    }
 
 
 def gzipped_size(path: Path) -> int:
@@ -131,8 +135,16 @@ def pruning_callback(final: float, schedule: str, ramp: int, scope: str = "globa
     return MagnitudePruning()
 
 
-def prune(source: str, sparsity: float, schedule: str, overrides: dict, run_dir: Path | None,
-          on_event=None, quantize: str | None = None, scope: str = "global") -> dict:  # fmt: skip
+def prune(
+    source: str,
+    sparsity: float,
+    schedule: str,
+    overrides: dict,
+    run_dir: Path | None,
+    on_event=None,
+    quantize: str | None = None,
+    scope: str = "global",
+) -> dict:
     """Fine-tune the run at source with magnitude pruning to `sparsity`; the result is a new
     run. Returns the report: sparsity per layer, accuracy and sizes before and after."""
     from tfvision_cli import config as config_lib
@@ -159,8 +171,9 @@ def prune(source: str, sparsity: float, schedule: str, overrides: dict, run_dir:
     tf()  # quietly, before Keras imports it
     ramp = ramp_epochs(config.epochs, schedule)
     callback = pruning_callback(sparsity, schedule, ramp, scope)
-    result = train(config, run_dir=run_dir, on_event=on_event, extra_callbacks=[callback],
-                   keep_from_epoch=ramp)  # fmt: skip
+    result = train(
+        config, run_dir=run_dir, on_event=on_event, extra_callbacks=[callback], keep_from_epoch=ramp
+    )
     report = _report(origin, result, sparsity, schedule, quantize)
     report["scope"] = scope
     return report
@@ -205,10 +218,13 @@ def _tflite_sizes(origin, pruned, quantize: str) -> dict:
     from tfvision_cli.loaders import load_predictor
 
     with tempfile.TemporaryDirectory(prefix="tfvision-prune-") as tmp:
-        float_file = export(load_predictor(str(origin.path)), "tflite",
-                            Path(tmp) / "float.tflite").path  # fmt: skip
-        sizes = {"tflite_float_before": float_file.stat().st_size,
-                 "tflite_float_before_gzip": gzipped_size(float_file)}  # fmt: skip
+        float_file = export(
+            load_predictor(str(origin.path)), "tflite", Path(tmp) / "float.tflite"
+        ).path
+        sizes = {
+            "tflite_float_before": float_file.stat().st_size,
+            "tflite_float_before_gzip": gzipped_size(float_file),
+        }
     quantized = export(load_predictor(str(pruned.path)), "tflite", quantize=quantize).path
     sizes[f"tflite_{quantize}_after"] = quantized.stat().st_size
     sizes[f"tflite_{quantize}_after_gzip"] = gzipped_size(quantized)

@@ -39,11 +39,21 @@ def mcnemar(baseline_right: np.ndarray, candidate_right: np.ndarray) -> dict:
         return {"b": 0, "c": 0, "statistic": None, "p_value": 1.0, "method": "no disagreements"}
     if b + c < EXACT_BELOW:
         p = binomtest(b, b + c, 0.5).pvalue
-        return {"b": b, "c": c, "statistic": None, "p_value": float(min(p, 1.0)),
-                "method": "exact binomial"}  # fmt: skip
+        return {
+            "b": b,
+            "c": c,
+            "statistic": None,
+            "p_value": float(min(p, 1.0)),
+            "method": "exact binomial",
+        }
     statistic = (abs(b - c) - 1) ** 2 / (b + c)
-    return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(chi2.sf(statistic, 1)),
-            "method": "chi-squared, continuity-corrected"}  # fmt: skip
+    return {
+        "b": b,
+        "c": c,
+        "statistic": float(statistic),
+        "p_value": float(chi2.sf(statistic, 1)),
+        "method": "chi-squared, continuity-corrected",
+    }
 
 
 def _mean_difference(candidate, baseline, axis=-1):
@@ -51,9 +61,12 @@ def _mean_difference(candidate, baseline, axis=-1):
 
 
 def paired_difference(
-    baseline_right: np.ndarray, candidate_right: np.ndarray, seed: int = 0,
-    resamples: int = 9999, confidence: float = 0.95,
-) -> tuple[float, tuple[float, float]]:  # fmt: skip
+    baseline_right: np.ndarray,
+    candidate_right: np.ndarray,
+    seed: int = 0,
+    resamples: int = 9999,
+    confidence: float = 0.95,
+) -> tuple[float, tuple[float, float]]:
     """(candidate accuracy - baseline accuracy, its BCa bootstrap interval over images)."""
     from scipy.stats import bootstrap
 
@@ -63,16 +76,29 @@ def paired_difference(
     if len(base) < 2 or np.all(cand == base):  # no disagreement: no spread to resample
         return difference, (difference, difference)
     result = bootstrap(
-        (cand, base), _mean_difference, paired=True, vectorized=True, n_resamples=resamples,
-        confidence_level=confidence, method="BCa", batch=200, rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        (cand, base),
+        _mean_difference,
+        paired=True,
+        vectorized=True,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="BCa",
+        batch=200,
+        rng=np.random.default_rng(seed),
+    )
     low, high = result.confidence_interval
     if not (np.isfinite(low) and np.isfinite(high)):  # BCa degenerate (nearly constant)
         result = bootstrap(
-            (cand, base), _mean_difference, paired=True, vectorized=True, n_resamples=resamples,
-            confidence_level=confidence, method="percentile", batch=200,
+            (cand, base),
+            _mean_difference,
+            paired=True,
+            vectorized=True,
+            n_resamples=resamples,
+            confidence_level=confidence,
+            method="percentile",
+            batch=200,
             rng=np.random.default_rng(seed),
-        )  # fmt: skip
+        )
         low, high = result.confidence_interval
     return difference, (float(low), float(high))
 

@@ -103,9 +103,12 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
     run, resuming = choose_run(config, run_dir, resume)
     placement = choose_strategy(config.strategy)
     emit(
-        "placement", text=placement.describe(), replicas=placement.replicas,
-        worker=placement.worker_index, workers=placement.num_workers,
-    )  # fmt: skip
+        "placement",
+        text=placement.describe(),
+        replicas=placement.replicas,
+        worker=placement.worker_index,
+        workers=placement.num_workers,
+    )
 
     config, info, splits, pipes = _data(stack, config, placement, emit)
 
@@ -125,9 +128,17 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
     ):
         emit("run", path=str(run.path), resuming=resuming)
         callbacks = make_callbacks(
-            config, run, own, resuming, is_chief, state, monitor, pipes.steps, emit,
+            config,
+            run,
+            own,
+            resuming,
+            is_chief,
+            state,
+            monitor,
+            pipes.steps,
+            emit,
             keep_from_epoch,
-        )  # fmt: skip
+        )
         callbacks.all[-1:-1] = extra_callbacks or []
         start = time.perf_counter()
         history = fit(model, pipes, callbacks, config, placement, run)
@@ -136,22 +147,33 @@ def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_
         # Evaluate
         splits.notes.update(callbacks.notes)
         splits.notes.update(finish_model(model, pipes, callbacks, run, config, placement))
-        kept = trained_model(model)
         metrics = {
-            "dataset": config.dataset, "model": config.model,
-            **test_report(model, pipes, placement), "test_examples": size(splits.test),
+            **test_report(model, pipes, placement),
+            "test_examples": size(splits.test),
             **_session(history, state, pipes, size(splits.train), train_seconds),
             "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
             "best_epoch": run.read_state().get("best_epoch") if is_chief else None,
-            "epochs": config.epochs, "global_batch_size": pipes.global_batch,
-            "replicas": placement.replicas, "strategy": placement.kind,
-            "params": int(kept.count_params()),
-            # equal on every worker of a multi-worker run: they trained one model
-            "weights_sha256": weights_digest(kept), "notes": splits.final_notes(),
-        }  # fmt: skip
+            **_what_trained(config, pipes, placement, trained_model(model)),
+            "notes": splits.final_notes(),
+        }
         if is_chief:
             write_json(run.metrics, metrics)
     return TrainResult(run.path, metrics)
+
+
+def _what_trained(config: TrainConfig, pipes, placement, kept) -> dict:
+    """The facts of a run for metrics.json: data, model, epochs, batch, devices, weights."""
+    return {
+        "dataset": config.dataset,
+        "model": config.model,
+        "epochs": config.epochs,
+        "global_batch_size": pipes.global_batch,
+        "replicas": placement.replicas,
+        "strategy": placement.kind,
+        "params": int(kept.count_params()),
+        # equal on every worker of a multi-worker run: they trained one model
+        "weights_sha256": weights_digest(kept),
+    }
 
 
 def _data(stack, config: TrainConfig, placement, emit):

@@ -337,9 +337,11 @@ _COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 
 
 def run_study(
-    study_dir: Path, study: Study, on_trial: Callable[[dict], None] | None = None,
+    study_dir: Path,
+    study: Study,
+    on_trial: Callable[[dict], None] | None = None,
     timeout: float | None = None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Run trials until the study holds study.trials of them (finished or running, across
     every process that shares the storage): workers started together never exceed the total,
     and each trial draws its parameters from its own seed (study seed + trial number)."""
@@ -502,8 +504,15 @@ def _leaderboard(path: Path, trials: list[dict]) -> None:
     writer.writerow(["number", "state", "value", *names, "run_dir"])
     ranked = sorted(trials, key=lambda t: (t["value"] is None, -(t["value"] or 0)))
     for t in ranked:
-        writer.writerow([t["number"], t["state"], t["value"],
-                         *(t["params"].get(n) for n in names), t["run_dir"]])  # fmt: skip
+        writer.writerow(
+            [
+                t["number"],
+                t["state"],
+                t["value"],
+                *(t["params"].get(n) for n in names),
+                t["run_dir"],
+            ]
+        )
     write_text_atomic(path, out.getvalue())
 
 

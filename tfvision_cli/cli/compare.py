@@ -112,7 +112,7 @@ def _print(r: dict) -> None:
             _interval(*m["ci95"]),
             _size(m["size_bytes"]),
             f"{m['latency_ms']:.2f}" if m["latency_ms"] is not None else "",
-        ]  # fmt: skip
+        ]
         for i, m in enumerate(models)
     ]
     title = f"Models on {r['images_from']}" + (f" (paths under {folder})" if folder else "")
@@ -126,7 +126,7 @@ def _print(r: dict) -> None:
             f"{c['mcnemar']['b']}/{c['mcnemar']['c']}",
             f"{c['p_value_holm'] if several else c['mcnemar']['p_value']:.3g}",
             c["verdict"],
-        ]  # fmt: skip
+        ]
         for i, c in enumerate(r["candidates"], start=1)
     ]
     columns = ["", "#difference", "95% CI", "#b/c", "#p", "verdict"]
@@ -135,11 +135,13 @@ def _print(r: dict) -> None:
         changed = [x for x in c["per_class"] if abs(x["delta"]) >= 0.001][:5]
         if changed:
             text = ", ".join(f"{x['class']} {x['delta']:+.3f}" for x in changed)
-            console.out.print(f"F1 changes, B{i if len(r['candidates']) > 1 else ''}: "
-                              f"{console.safe(text)}")  # fmt: skip
+            console.out.print(
+                f"F1 changes, B{i if len(r['candidates']) > 1 else ''}: {console.safe(text)}"
+            )
     note = "p: McNemar's test" + (", Holm-corrected" if len(r["candidates"]) > 1 else "")
-    console.out.print(f"{note}; b/c: images only A / only B gets right; significant at p < "
-                      f"{r['alpha']}")  # fmt: skip
+    console.out.print(
+        f"{note}; b/c: images only A / only B gets right; significant at p < {r['alpha']}"
+    )
     if "passed" in r:
         console.out.print(
             f"non-inferiority at margin {r['fail_if_worse']:g}: "

@@ -211,20 +211,29 @@ def _augmented_grid(dataset, images, labels, config, out: Path, title: str) -> P
     for label, row in zip(labels, soft, strict=True):
         top = [i for i in np.argsort(-row)[:2] if row[i] > 0.005]
         titles += [names[label], " ".join(f"{names[i]} {row[i]:.2f}" for i in top)]
-    used = ", ".join(f"{k} {getattr(config, k)}" for k in AUGMENT_FIELDS
-                     if getattr(config, k) not in (0, 0.0, "none"))  # fmt: skip
+    used = ", ".join(
+        f"{k} {getattr(config, k)}"
+        for k in AUGMENT_FIELDS
+        if getattr(config, k) not in (0, 0.0, "none")
+    )
     return image_grid(pairs, titles, out, suptitle=f"{title}; each before / after ({used})")
 
 
 _PREVIEW = [
-    ("name", str, typer.Argument(..., help="Dataset name or folder.",
-                                 autocompletion=complete_datasets)),
+    (
+        "name",
+        str,
+        typer.Argument(..., help="Dataset name or folder.", autocompletion=complete_datasets),
+    ),
     ("out", Path, typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write.")),
     ("split", str, typer.Option("train", "--split", help="Split to sample from.")),
     ("count", int, typer.Option(32, "--count", min=1, max=256, help="Number of images.")),
-    ("seed", int, typer.Option(0, "--seed", min=0, max=2**32 - 1,
-                               help="Which images (seeded sample).")),
+    (
+        "seed",
+        int,
+        typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Which images (seeded sample)."),
+    ),
     ("data_dir", str | None, DATA_DIR),
-]  # fmt: skip
+]
 preview.__signature__ = command_signature(_PREVIEW, ("name",), config_options(only=AUGMENT_FIELDS))
 app.command()(preview)

@@ -13,25 +13,59 @@ from tfvision_cli.cli.options import command_signature, config_options, given
 from tfvision_cli.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 _OWN = [
-    ("teacher", str, model_argument(..., help="The teacher: a run (folder, name, latest) or a "
-                                    ".keras file (with --dataset).")),
-    ("student", str, typer.Option(..., "--student", help="The student: a registry model.",
-                                  autocompletion=complete_models)),
-    ("model_option", list[str], typer.Option(
-        [], "--model-option", help="KEY=VALUE for the student (repeatable).")),
-    ("temperature", float, typer.Option(
-        DEFAULT_TEMPERATURE, "--temperature", min=0.01, max=1000,
-        help="Softens both models' outputs before they are compared.")),
-    ("alpha", float, typer.Option(
-        DEFAULT_ALPHA, "--alpha", min=0.0, max=1.0,
-        help="Weight of the labels' loss; the teacher's gets 1 - alpha.")),
-    ("dataset", str | None, dataset_option(
-        "--dataset", "-d", help="What to train on (default: the teacher's dataset).")),
+    (
+        "teacher",
+        str,
+        model_argument(
+            ..., help="The teacher: a run (folder, name, latest) or a .keras file (with --dataset)."
+        ),
+    ),
+    (
+        "student",
+        str,
+        typer.Option(
+            ..., "--student", help="The student: a registry model.", autocompletion=complete_models
+        ),
+    ),
+    (
+        "model_option",
+        list[str],
+        typer.Option([], "--model-option", help="KEY=VALUE for the student (repeatable)."),
+    ),
+    (
+        "temperature",
+        float,
+        typer.Option(
+            DEFAULT_TEMPERATURE,
+            "--temperature",
+            min=0.01,
+            max=1000,
+            help="Softens both models' outputs before they are compared.",
+        ),
+    ),
+    (
+        "alpha",
+        float,
+        typer.Option(
+            DEFAULT_ALPHA,
+            "--alpha",
+            min=0.0,
+            max=1.0,
+            help="Weight of the labels' loss; the teacher's gets 1 - alpha.",
+        ),
+    ),
+    (
+        "dataset",
+        str | None,
+        dataset_option(
+            "--dataset", "-d", help="What to train on (default: the teacher's dataset)."
+        ),
+    ),
     ("run_dir", Path | None, typer.Option(None, "--run-dir", help="Where the student's run goes.")),
     ("name", str | None, typer.Option(None, "--name", help="Name the student's run.")),
     ("quiet", bool, flag(False, "--quiet", "-q", help="No progress output.")),
     ("as_json", bool, flag(False, "--json", help="One JSON object on stdout at the end.")),
-]  # fmt: skip
+]
 
 
 def distill(ctx: typer.Context, **values) -> None:
@@ -47,9 +81,16 @@ def distill(ctx: typer.Context, **values) -> None:
         overrides["model_options"] = options
     reporter = console.TrainingReporter()
     try:
-        report = do_distill(values["teacher"], values["student"], overrides, run_dir_of(values),
-                            reporter, values["temperature"], values["alpha"],
-                            values["dataset"])  # fmt: skip
+        report = do_distill(
+            values["teacher"],
+            values["student"],
+            overrides,
+            run_dir_of(values),
+            reporter,
+            values["temperature"],
+            values["alpha"],
+            values["dataset"],
+        )
     finally:
         reporter.close()
     if values["as_json"]:

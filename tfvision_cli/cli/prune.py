@@ -13,24 +13,56 @@ from tfvision_cli.prune import SCHEDULES, SCOPES
 
 _OWN = [
     ("source", str, model_argument(..., help="The run to prune (folder, name or latest).")),
-    ("sparsity", float, typer.Option(
-        0.8, "--sparsity", min=0.01, max=0.99,
-        help="Fraction of every Conv/Dense kernel's weights set to zero.")),
-    ("pruning_schedule", str, choice("polynomial", "--pruning-schedule", choices=SCHEDULES,
-                             help="polynomial: rise to the sparsity over the first half of the "
-                             "epochs (Zhu & Gupta 2017); constant: from the first step.")),
-    ("scope", str, choice("global", "--scope", choices=SCOPES,
-                          help="global: one magnitude threshold for all kernels, the sparsity "
-                          "overall (small, sensitive layers keep more); layer: the sparsity in "
-                          "every kernel (as TF-MOT).")),
-    ("quantize", str | None, choice(None, "--quantize", choices=("int8", "float16", "dynamic"),
-                                    help="Also export the pruned model as a quantized .tflite "
-                                    "(through the parity gate) and report its size.")),
+    (
+        "sparsity",
+        float,
+        typer.Option(
+            0.8,
+            "--sparsity",
+            min=0.01,
+            max=0.99,
+            help="Fraction of every Conv/Dense kernel's weights set to zero.",
+        ),
+    ),
+    (
+        "pruning_schedule",
+        str,
+        choice(
+            "polynomial",
+            "--pruning-schedule",
+            choices=SCHEDULES,
+            help="polynomial: rise to the sparsity over the first half of the "
+            "epochs (Zhu & Gupta 2017); constant: from the first step.",
+        ),
+    ),
+    (
+        "scope",
+        str,
+        choice(
+            "global",
+            "--scope",
+            choices=SCOPES,
+            help="global: one magnitude threshold for all kernels, the sparsity "
+            "overall (small, sensitive layers keep more); layer: the sparsity in "
+            "every kernel (as TF-MOT).",
+        ),
+    ),
+    (
+        "quantize",
+        str | None,
+        choice(
+            None,
+            "--quantize",
+            choices=("int8", "float16", "dynamic"),
+            help="Also export the pruned model as a quantized .tflite "
+            "(through the parity gate) and report its size.",
+        ),
+    ),
     ("run_dir", Path | None, typer.Option(None, "--run-dir", help="Where the pruned run goes.")),
     ("name", str | None, typer.Option(None, "--name", help="Name the pruned run.")),
     ("quiet", bool, flag(False, "--quiet", "-q", help="No progress output.")),
     ("as_json", bool, flag(False, "--json", help="The report as JSON on stdout.")),
-]  # fmt: skip
+]
 
 
 def prune(ctx: typer.Context, **values) -> None:
@@ -42,9 +74,16 @@ def prune(ctx: typer.Context, **values) -> None:
     console.set_quiet(values["quiet"])
     reporter = console.TrainingReporter()
     try:
-        report = do_prune(values["source"], values["sparsity"], values["pruning_schedule"],
-                          given(ctx, values), run_dir_of(values), reporter,
-                          values["quantize"], values["scope"])  # fmt: skip
+        report = do_prune(
+            values["source"],
+            values["sparsity"],
+            values["pruning_schedule"],
+            given(ctx, values),
+            run_dir_of(values),
+            reporter,
+            values["quantize"],
+            values["scope"],
+        )
     finally:
         reporter.close()
     if values["as_json"]:
@@ -59,9 +98,11 @@ def _print(r: dict) -> None:
         ["pruned run", r["run_dir"]],
         ["sparsity", f"{s['overall']:.3f} ({s['pruned_weights']:,} of {s['weights']:,} weights)"],
         ["test accuracy", f"{r['test_accuracy_before']:.4f} -> {r['test_accuracy_after']:.4f}"],
-        ["model.keras gzipped",
-         f"{sizes['keras_before_gzip']:,} -> {sizes['keras_after_gzip']:,} B"],
-    ]  # fmt: skip
+        [
+            "model.keras gzipped",
+            f"{sizes['keras_before_gzip']:,} -> {sizes['keras_after_gzip']:,} B",
+        ],
+    ]
     for key, value in sizes.items():
         if key.startswith("tflite") and key.endswith("gzip"):
             rows.append([key.replace("_", " "), f"{value:,} B"])

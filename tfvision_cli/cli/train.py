@@ -143,8 +143,9 @@ def _already_complete(run, flags: dict, as_json: bool) -> bool:
     state, metrics = run.read_state(), run.read_metrics()
     total = metrics.get("epochs")
     asked = flags.get("epochs")
-    if state.get("status") != "completed" or (asked is not None and total is not None
-                                              and asked > total):  # fmt: skip
+    if state.get("status") != "completed" or (
+        asked is not None and total is not None and asked > total
+    ):
         return False
     if as_json:
         console.emit_json({"run_dir": str(run.path), "metrics": metrics, "already_complete": True})

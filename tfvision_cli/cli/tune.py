@@ -16,29 +16,84 @@ from tfvision_cli.cli.options import command_signature, config_options, given
 from tfvision_cli.tune import METRICS, PRUNERS, SAMPLERS
 
 _OWN = [
-    ("dataset", str | None, typer.Argument(
-        None, help="What every trial trains on (as `train`). Not needed with --resume.",
-        autocompletion=complete_datasets, show_default=False)),
-    ("space", Path | None, typer.Option(
-        None, "--space",
-        help="YAML: each option to a list of choices or to {low, high, log, step}.")),
+    (
+        "dataset",
+        str | None,
+        typer.Argument(
+            None,
+            help="What every trial trains on (as `train`). Not needed with --resume.",
+            autocompletion=complete_datasets,
+            show_default=False,
+        ),
+    ),
+    (
+        "space",
+        Path | None,
+        typer.Option(
+            None,
+            "--space",
+            help="YAML: each option to a list of choices or to {low, high, log, step}.",
+        ),
+    ),
     ("sampler", str, choice("tpe", "--sampler", choices=SAMPLERS, help="How trials are chosen.")),
-    ("trials", int | None, typer.Option(
-        None, "--trials", min=1, max=100_000,
-        help="Trials in the study, all processes together (default 20; grid: every combination).")),
-    ("timeout", float | None, typer.Option(
-        None, "--timeout", min=1, help="Stop starting trials after this many seconds.")),
-    ("pruner", str, choice("none", "--pruner", choices=PRUNERS,
-                           help="Stop hopeless trials from their epochs' validation accuracy.")),
-    ("metric", str, choice("val_accuracy", "--metric", choices=METRICS,
-                           help="What trials are ranked by (never the test split).")),
-    ("study_dir", Path | None, typer.Option(
-        None, "--study-dir", help="The study's folder (default: saved_models/tune-DATASET-TIME).")),
-    ("storage", str | None, typer.Option(
-        None, "--storage", help="An Optuna storage URL (postgresql://...) shared by machines.")),
+    (
+        "trials",
+        int | None,
+        typer.Option(
+            None,
+            "--trials",
+            min=1,
+            max=100_000,
+            help="Trials in the study, all processes together (default 20; grid: every "
+            "combination).",
+        ),
+    ),
+    (
+        "timeout",
+        float | None,
+        typer.Option(
+            None, "--timeout", min=1, help="Stop starting trials after this many seconds."
+        ),
+    ),
+    (
+        "pruner",
+        str,
+        choice(
+            "none",
+            "--pruner",
+            choices=PRUNERS,
+            help="Stop hopeless trials from their epochs' validation accuracy.",
+        ),
+    ),
+    (
+        "metric",
+        str,
+        choice(
+            "val_accuracy",
+            "--metric",
+            choices=METRICS,
+            help="What trials are ranked by (never the test split).",
+        ),
+    ),
+    (
+        "study_dir",
+        Path | None,
+        typer.Option(
+            None,
+            "--study-dir",
+            help="The study's folder (default: saved_models/tune-DATASET-TIME).",
+        ),
+    ),
+    (
+        "storage",
+        str | None,
+        typer.Option(
+            None, "--storage", help="An Optuna storage URL (postgresql://...) shared by machines."
+        ),
+    ),
     ("resume", bool, flag(False, "--resume", help="Continue the study in --study-dir.")),
     ("as_json", bool, flag(False, "--json", help="The study as JSON on stdout at the end.")),
-]  # fmt: skip
+]
 
 
 def tune(ctx: typer.Context, **values) -> None:
@@ -54,8 +109,10 @@ def tune(ctx: typer.Context, **values) -> None:
 
     def on_trial(row: dict) -> None:
         value = f"{row['value']:.4f}" if row["value"] is not None else "-"
-        console.log(f"trial {row['number']} {row['state']}: {study.metric} {value} " + "{p}",
-                    p=str(row["params"]))  # fmt: skip
+        console.log(
+            f"trial {row['number']} {row['state']}: {study.metric} {value} " + "{p}",
+            p=str(row["params"]),
+        )
 
     report = run_study(study_dir, study, on_trial, values["timeout"])
     if values["as_json"]:
@@ -160,7 +217,7 @@ def _print(report: dict, metric: str) -> None:
                     *(_short(t["params"].get(n)) for n in names),
                 ]
                 for t in rows[:20]
-            ],  # fmt: skip
+            ],
         )
     )
     best = report["best"]

@@ -216,9 +216,13 @@ class ImageFolderDataset(Dataset):
     def _decode(self, indices, split: str = ""):
         prefix = f"{split}: " if self.tree.given is not None and split else ""
         return decode_files(
-            [self.tree.paths[i] for i in indices], self.tree.labels[indices],
-            self.tree.image_size, self.tree.channels, self.info.extra["failures"], prefix,
-        )  # fmt: skip
+            [self.tree.paths[i] for i in indices],
+            self.tree.labels[indices],
+            self.tree.image_size,
+            self.tree.channels,
+            self.info.extra["failures"],
+            prefix,
+        )
 
     def whole(self):
         if self.tree.given is not None:

@@ -37,8 +37,9 @@ def resolve_augment(level: str, n_train: int, shape, n_classes: int) -> str:
     return "shift" if is_small_data(n_train, shape, n_classes) else "none"
 
 
-def augmenter(level: str, allow_flip: bool, seed: int, magnitude: float = 0.1,
-              erasing: float = 0.0):  # fmt: skip
+def augmenter(
+    level: str, allow_flip: bool, seed: int, magnitude: float = 0.1, erasing: float = 0.0
+):
     """A Keras Sequential of random layers for a level (none -> None), run in tf.data on
     float images in 0..255, then random erasing with probability `erasing`."""
     if level not in ("none", "shift", "light", "standard", "randaugment"):

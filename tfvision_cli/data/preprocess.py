@@ -152,23 +152,42 @@ def _write(src, out, tmp, tree, parts, shown, options, on_progress) -> Preproces
     written, counts, files, stats, infos = {}, {}, {}, PixelStats(tree.channels), []
     for split, indices in parts.items():
         labels, kept, shards, nbytes = _write_split(
-            version_dir, name, split, features, tree, indices, shape, failures, shown, progress,
-            stats if split == "train" or (split == next(iter(parts)) and "train" not in parts)
+            version_dir,
+            name,
+            split,
+            features,
+            tree,
+            indices,
+            shape,
+            failures,
+            shown,
+            progress,
+            stats
+            if split == "train" or (split == next(iter(parts)) and "train" not in parts)
             else None,
-        )  # fmt: skip
+        )
         written[split] = len(labels)
         counts[split] = class_counts(np.asarray(labels, dtype=np.int64), len(tree.class_names))
         files[split] = kept
         infos.append(tfds.core.SplitInfo(name=split, shard_lengths=shards, num_bytes=nbytes))
     with contextlib.redirect_stdout(io.StringIO()):  # stdout is for data only
         tfds.folder_dataset.write_metadata(
-            data_dir=version_dir, features=features, split_infos=infos,
-            description="Prepared by `tfvision preprocess`.", check_data=False,
-        )  # fmt: skip
+            data_dir=version_dir,
+            features=features,
+            split_infos=infos,
+            description="Prepared by `tfvision preprocess`.",
+            check_data=False,
+        )
     result = PreprocessResult(
-        out=out, name=name, image_shape=shape, class_names=tree.class_names, splits=written,
-        class_counts=counts, pixel_stats=stats.result(), failures=failures,
-    )  # fmt: skip
+        out=out,
+        name=name,
+        image_shape=shape,
+        class_names=tree.class_names,
+        splits=written,
+        class_counts=counts,
+        pixel_stats=stats.result(),
+        failures=failures,
+    )
     meta = {"name": name, **result.to_dict(), "options": options}
     meta.pop("out")
     (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -176,8 +195,9 @@ def _write(src, out, tmp, tree, parts, shown, options, on_progress) -> Preproces
     return result
 
 
-def _write_split(version_dir, name, split, features, tree, indices, shape, failures, shown,
-                 progress, stats):  # fmt: skip
+def _write_split(
+    version_dir, name, split, features, tree, indices, shape, failures, shown, progress, stats
+):
     """One split's shards: (labels written, their files as shown, shard lengths, bytes)."""
     from tfvision_cli.tf_import import tf as import_tf
 

@@ -39,8 +39,10 @@ def _prepared_dir(name: str, data_dir: str | None) -> Path | None:
     base = name.split(":")[0].split("/")[0]
     root = Path(resolve_data_dir(data_dir) or "~/tensorflow_datasets").expanduser() / base
     try:
-        prepared = [p.parent for p in (*root.glob("*/dataset_info.json"),
-                                       *root.glob("*/*/dataset_info.json"))]  # fmt: skip
+        prepared = [
+            p.parent
+            for p in (*root.glob("*/dataset_info.json"), *root.glob("*/*/dataset_info.json"))
+        ]
     except OSError:
         return None
     for folder in prepared:
@@ -256,9 +258,11 @@ class TfdsDataset(Dataset):
             if shuffle:
                 ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
             ds = ds.interleave(
-                tf.data.TFRecordDataset, cycle_length=min(len(files), 8) if shuffle else 1,
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-            )  # fmt: skip
+                tf.data.TFRecordDataset,
+                cycle_length=min(len(files), 8) if shuffle else 1,
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            )
             if shard is not None and not by_file:  # too few files: every k-th record
                 ds = ds.shard(shard[1], shard[0])
             if carve:  # picked in batches of records, before anything is decoded

@@ -5,8 +5,9 @@ from tfvision_cli.models.layers import classifier_head, image_input, preprocess_
 from tfvision_cli.models.registry import register_model
 
 
-def _application(builder, name, input_shape, num_classes, pretrained, scale, min_size=32,
-                 dropout=0.2, **kwargs):  # fmt: skip
+def _application(
+    builder, name, input_shape, num_classes, pretrained, scale, min_size=32, dropout=0.2, **kwargs
+):
     import keras
 
     inputs = image_input(input_shape)

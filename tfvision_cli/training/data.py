@@ -84,9 +84,11 @@ class Splits:
         """notes, with the files that failed to decode while streamed added to those the
         listing found unreadable."""
         late = [
-            f for part in (self.train, self.val, self.test)
-            if isinstance(part, Stream) for f in part.skipped
-        ]  # fmt: skip
+            f
+            for part in (self.train, self.val, self.test)
+            if isinstance(part, Stream)
+            for f in part.skipped
+        ]
         known = self.notes.get("skipped_files", [])
         late = [f for f in dict.fromkeys(late) if f not in known]
         if late:
@@ -202,9 +204,12 @@ def build_pipelines(
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     augment = augmenter(
-        config.augment, flips_make_sense(info.name, info.class_names, shape[2]), config.seed,
-        config.augment_magnitude, config.random_erasing,
-    )  # fmt: skip
+        config.augment,
+        flips_make_sense(info.name, info.class_names, shape[2]),
+        config.seed,
+        config.augment_magnitude,
+        config.random_erasing,
+    )
     workers = placement.num_workers if placement is not None else 1
     streamed = splits.cache != "memory"
     shard = (placement.worker_index, workers) if streamed and workers > 1 else None
@@ -214,10 +219,17 @@ def build_pipelines(
         return str(Path(scratch) / name) if splits.cache == "disk" and scratch else None
 
     train = make_dataset(
-        splits.train, n_classes, global_batch, shuffle=True, seed=config.seed, augment=augment,
-        repeat=repeated, mix=mixer(config.mixup, config.cutmix, config.seed), shard=shard,
+        splits.train,
+        n_classes,
+        global_batch,
+        shuffle=True,
+        seed=config.seed,
+        augment=augment,
+        repeat=repeated,
+        mix=mixer(config.mixup, config.cutmix, config.seed),
+        shard=shard,
         cache_file=cache_file("train"),
-    )  # fmt: skip
+    )
 
     def evaluation(part, name):
         return make_dataset(part, n_classes, global_batch, shard=shard, cache_file=cache_file(name))

@@ -139,8 +139,9 @@ def recalibrate_batch_norm(model, batches) -> int:
     @tf.function(reduce_retracing=True)
     def batch_statistics(images):
         model(images, training=True)
-        return [(tf.identity(layer.moving_mean), tf.identity(layer.moving_variance))
-                for layer in layers]  # fmt: skip
+        return [
+            (tf.identity(layer.moving_mean), tf.identity(layer.moving_variance)) for layer in layers
+        ]
 
     saved = [layer.momentum for layer in layers]
     sums = [(0.0, 0.0)] * len(layers)  # each batch weighed by its size
@@ -151,8 +152,10 @@ def recalibrate_batch_norm(model, batches) -> int:
         for images, _ in batches:
             n = int(images.shape[0])
             stats = batch_statistics(images)
-            sums = [(a + n * m.numpy().astype(np.float64), b + n * v.numpy().astype(np.float64))
-                    for (a, b), (m, v) in zip(sums, stats, strict=True)]  # fmt: skip
+            sums = [
+                (a + n * m.numpy().astype(np.float64), b + n * v.numpy().astype(np.float64))
+                for (a, b), (m, v) in zip(sums, stats, strict=True)
+            ]
             seen, used = seen + n, used + 1
     finally:
         for layer, momentum in zip(layers, saved, strict=True):

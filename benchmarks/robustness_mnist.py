@@ -51,7 +51,7 @@ def mass_ratios(model_file: Path, count: int) -> dict[str, float]:
     import numpy as np
     import tensorflow_datasets as tfds
 
-    from tfvision_cli.explain import Explainer, mass_on
+    from tfvision_cli.analysis.explain import Explainer, mass_on
     from tfvision_cli.models.io import load_model
 
     ds = tfds.load("mnist", split=f"test[:{count}]", as_supervised=True, download=False)

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     a = parser.parse_args()
 
-    from tfvision_cli.tune import Study, parse_space, run_study
+    from tfvision_cli.training.tune import Study, parse_space, run_study
 
     process = psutil.Process()
     rss: list[float] = []

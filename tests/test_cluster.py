@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run, subprocess_env, tfvision_cmd
-from tfvision_cli.callbacks import Backup
+from tfvision_cli.training.callbacks import Backup
 
 
 def _worker_results(r: subprocess.CompletedProcess) -> dict[int, dict]:
@@ -39,7 +39,7 @@ def _worker_pid(launcher: int, index: int) -> int:
 
 
 def test_the_launcher_uses_loopback_only_and_generates_tf_config():
-    from tfvision_cli.cluster import free_loopback_ports, tf_config
+    from tfvision_cli.training.cluster import free_loopback_ports, tf_config
 
     ports = free_loopback_ports(3)
     assert len(set(ports)) == 3

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import chi2, norm
 
 from tests.conftest import write_image
-from tfvision_cli import stats
+from tfvision_cli.evaluation import stats
 
 # -- the statistics, against the textbook formulas -----------------------------------------
 

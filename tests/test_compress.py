@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfvision_cli.prune import masks_for, target_sparsity
+from tfvision_cli.compress.prune import masks_for, target_sparsity
 
 
 def test_the_polynomial_schedule_rises_to_the_target_and_holds():
@@ -37,8 +37,8 @@ def test_layer_and_global_masks_zero_the_smallest_weights():
 def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_gate(
     cli, mnist_run, tmp_path
 ):
+    from tfvision_cli.compress.prune import prunable_kernels
     from tfvision_cli.models.io import load_model
-    from tfvision_cli.prune import prunable_kernels
 
     out = tmp_path / "pruned"
     r = cli(

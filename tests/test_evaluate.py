@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from tfvision_cli.evaluate import classification_report
+from tfvision_cli.evaluation.evaluate import classification_report
 
 
 def test_report_matches_hand_computed_case():

@@ -27,7 +27,7 @@ def mnist_test(mnist_run) -> tuple[np.ndarray, np.ndarray]:
 # does not change it). This fixture is a smaller model; saliency is tested on the classic convnet.
 def digit_ratio(model_file: Path, method: str, images, labels) -> float:
     """The maps' mean share of mass on the digit's strokes over the strokes' share of the area."""
-    from tfvision_cli.explain import Explainer, mass_on
+    from tfvision_cli.analysis.explain import Explainer, mass_on
     from tfvision_cli.models.io import load_model
 
     maps = Explainer(load_model(model_file), method, steps=16).maps(images, labels)
@@ -86,7 +86,7 @@ def test_gradcam_weighs_the_last_convolutional_maps(name, layer, grid):
     one finite map per image at the image's resolution, summing to 1."""
     import keras
 
-    from tfvision_cli.explain import Explainer, _feature_layer
+    from tfvision_cli.analysis.explain import Explainer, _feature_layer
     from tfvision_cli.models.registry import create_model
 
     keras.utils.set_random_seed(0)
@@ -104,7 +104,7 @@ def test_the_sanity_check_fires_for_maps_that_ignore_the_weights(mnist_run, mnis
     """Saliency changes when the weights are randomised; integrated gradients from a black
     baseline on MNIST hardly do (x - black, the image itself, dominates: Adebayo et al.'s
     finding for gradient x input), and the check says so."""
-    from tfvision_cli.explain import Explainer, sanity_check
+    from tfvision_cli.analysis.explain import Explainer, sanity_check
     from tfvision_cli.models.io import load_model
 
     images, labels = mnist_test[0][:8], mnist_test[1][:8]
@@ -214,7 +214,7 @@ def test_robustness_is_consistent_at_eps_zero_and_never_rises_with_eps(cli, mnis
     "name", ["gaussian_noise", "gaussian_blur", "contrast", "rotation", "jpeg"]
 )
 def test_each_corruption_grows_with_its_severity(mnist_test, name):
-    from tfvision_cli.robustness import corrupt
+    from tfvision_cli.analysis.robustness import corrupt
 
     images = mnist_test[0][:16]
     change = []
@@ -249,7 +249,7 @@ def test_attacks_stay_in_their_budget_and_training_starts_anew_each_step():
     start, a step of 1.25 eps) too; a new seed (the training step) draws a new random start."""
     import tensorflow as tf
 
-    from tfvision_cli.adversarial import perturb
+    from tfvision_cli.training.adversarial import perturb
 
     rng = np.random.default_rng(0)
     x0 = tf.constant(rng.integers(0, 256, (8, 6, 6, 1)).astype(np.float32))
@@ -270,7 +270,7 @@ def test_attacks_stay_in_their_budget_and_training_starts_anew_each_step():
 def test_a_faint_map_still_sums_to_one_and_an_empty_one_is_uniform(monkeypatch):
     """A random MobileNet's Grad-CAM map summing to 1.7e-13 came out summing to 0.17 (it was
     divided by at least 1e-12); a map of zeros says nothing and becomes uniform."""
-    from tfvision_cli import explain
+    from tfvision_cli.analysis import explain
     from tfvision_cli.models.registry import create_model
 
     faint = np.zeros((2, 12, 12))
@@ -287,7 +287,7 @@ def test_maps_explain_the_score_before_the_softmax():
     """The explained scores are the logits: log-probabilities up to one constant per image."""
     import keras
 
-    from tfvision_cli.explain import find_stem, score_head
+    from tfvision_cli.analysis.explain import find_stem, score_head
     from tfvision_cli.models.registry import create_model
 
     model = create_model("cnn", (12, 12, 1), 4)
@@ -304,7 +304,7 @@ def test_maps_explain_the_score_before_the_softmax():
 def test_masking_signs_on_the_numbers_of_an_fgsm_trained_model():
     """The issue's figures (FGSM-trained at eps 0.3): accuracy rising with eps, FGSM far above
     PGD; a plain model's falling curves raise nothing."""
-    from tfvision_cli.robustness import masking_signs
+    from tfvision_cli.analysis.robustness import masking_signs
 
     def report(rows, noise=()):
         attacks = [{"attack": k, "eps": e, "accuracy": a} for k, e, a in rows]

@@ -158,7 +158,7 @@ def test_predict_with_an_exported_model(cli, exports, tmp_path):
 
 def test_a_broken_export_is_caught_by_the_gate(cli, mnist_run, tmp_path, monkeypatch):
     """An artifact whose input scaling is wrong (x/127.5 instead of x/255) must not be written."""
-    from tfvision_cli import export as export_lib
+    from tfvision_cli.artifacts import export as export_lib
 
     real = export_lib.WRITERS["tflite"]
 

@@ -44,7 +44,7 @@ def test_a_model_is_one_registered_function(cli, tmp_path, throwaway_model):
 
 def test_an_export_format_is_a_row_a_writer_and_a_loader(cli, tmp_path, monkeypatch):
     """A `tfl` format (LiteRT under another file name) added the way CONTRIBUTING.md says."""
-    from tfvision_cli import export, formats, loaders
+    from tfvision_cli.artifacts import export, formats, loaders
 
     monkeypatch.setitem(formats.FORMATS, "tfl", formats.Format("tfl", "model.tfl", "LiteRT"))
 
@@ -65,7 +65,7 @@ def test_an_export_format_is_a_row_a_writer_and_a_loader(cli, tmp_path, monkeypa
 
 
 def test_every_format_has_a_writer_and_a_loader():
-    from tfvision_cli import export, formats, loaders
+    from tfvision_cli.artifacts import export, formats, loaders
 
     assert set(formats.FORMATS) == set(export.WRITERS) == set(loaders.LOADERS)
 

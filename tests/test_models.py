@@ -174,9 +174,9 @@ def test_fused_batch_norm_trains_like_keras_batch_norm(center_scale):
 def test_fastnet_trains_with_the_fused_layer_and_saves_keras_own(tmp_path):
     import keras
 
-    from tfvision_cli.finetune import model_from_file
     from tfvision_cli.models.custom_layers import FusedBatchNormalization
     from tfvision_cli.models.io import load_model, load_weights, save_model
+    from tfvision_cli.training.finetune import model_from_file
 
     model = create_model("fastnet_s", (28, 28, 1), 10)
     assert model.get_layer("stem_bn").__class__ is FusedBatchNormalization

@@ -49,7 +49,7 @@ def test_a_sample_of_a_sorted_folder_holds_every_class(streamed, tmp_path, monke
 
 
 def _predictor(names, fn):
-    from tfvision_cli.predictor import Predictor
+    from tfvision_cli.artifacts.predictor import Predictor
 
     return Predictor(None, "keras", names, (2, 2, 1), _fn=fn)
 
@@ -57,7 +57,7 @@ def _predictor(names, fn):
 def test_the_parity_gate_fails_an_export_broken_on_one_class():
     """The class is written in each image's first pixel; the reference reads it back, the
     'export' does too except for class 3, which it calls 4: 90% agreement overall."""
-    from tfvision_cli.export import _gate
+    from tfvision_cli.artifacts.export import _gate
 
     names = [str(i) for i in range(10)]
     labels = np.repeat(np.arange(10), 100)

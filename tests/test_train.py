@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.helpers import subprocess_env, tfvision_cmd
-from tfvision_cli.callbacks import Backup
 from tfvision_cli.models.registry import list_models
+from tfvision_cli.training.callbacks import Backup
 
 
 def _train(cli, *args):
@@ -284,7 +284,7 @@ def test_an_interrupt_that_a_library_turned_into_another_error_still_says_how_to
         interrupts.requested.set()  # what the signal handler does first
         raise TypeError("<built-in function ...> returned a result with an exception set")
 
-    monkeypatch.setattr("tfvision_cli.train.train", interrupted_while_tracing)
+    monkeypatch.setattr("tfvision_cli.training.session.train", interrupted_while_tracing)
     r = cli("train", "digits", "--epochs", "1")
     assert r.exit_code == 130 and "--resume" in r.stderr, r.stderr
     monkeypatch.setattr(interrupts.requested, "set", lambda: None)  # no signal: a plain bug
@@ -338,7 +338,7 @@ def test_presets_are_settings_that_flags_override():
 
 def test_learning_rate_schedules_shape():
     from tfvision_cli.config import resolve
-    from tfvision_cli.optim import learning_rate
+    from tfvision_cli.training.optim import learning_rate
 
     steps = 100
     one_cycle = learning_rate(resolve(None, None, {"epochs": 4}), steps)
@@ -366,8 +366,8 @@ def test_a_diverging_loss_stops_keeps_the_good_model_and_says_how_to_resume(
 ):
     import dataclasses
 
-    from tfvision_cli import optim
     from tfvision_cli.models.io import load_model
+    from tfvision_cli.training import optim
 
     run, _ = _train(cli, "digits", "--model", "mlp", "--epochs", "1", "--run-dir", tmp_path / "r")
     good = (run / "model.keras").read_bytes()
@@ -432,7 +432,8 @@ def test_an_interruption_swallowed_where_it_landed_still_stops_the_run(cli, tmp_
     """Keras builds its metrics inside bare `except:` blocks on the first step: a SIGTERM that
     lands there loses its KeyboardInterrupt (a CI run once trained on to exit 0). The handler's
     flag is what stops the run then; here the flag is set as the handler sets it, no exception."""
-    from tfvision_cli import callbacks, interrupts
+    from tfvision_cli import interrupts
+    from tfvision_cli.training import callbacks
 
     real = callbacks.StopOnNaN.on_train_batch_end
 
@@ -454,8 +455,8 @@ def test_an_interruption_swallowed_where_it_landed_still_stops_the_run(cli, tmp_
 def test_the_optimizer_is_built_at_compile_so_the_train_step_is_traced_once():
     """Adam's slots made inside the first trace made TensorFlow trace the step twice."""
     from tfvision_cli.config import resolve
-    from tfvision_cli.distribute import choose_strategy
     from tfvision_cli.models.registry import create_model
+    from tfvision_cli.training.distribute import choose_strategy
     from tfvision_cli.training.model import compile_model
 
     model = create_model("mlp", (8, 8, 1), 3)

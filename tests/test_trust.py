@@ -344,7 +344,7 @@ def test_a_savedmodel_outside_the_allow_list_is_refused(cli, tmp_path, mnist_run
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mlp", "fastnet", "resnet", "vit", "rnn", "mobilenet_v2"])
 def test_tfvisions_own_savedmodels_pass_the_op_check(tmp_path, name):
-    from tfvision_cli.model_scan import unsafe_ops
+    from tfvision_cli.artifacts.scan import unsafe_ops
     from tfvision_cli.models.registry import create_model
     from tfvision_cli.tf_import import quiet_stderr
 

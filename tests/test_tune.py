@@ -96,7 +96,7 @@ def test_trials_leave_no_graphs_behind(tmp_path):
     gradient registry used to keep them, ~15 MB a trial; benchmarks/tune_memory.py measures RSS)."""
     import gc
 
-    from tfvision_cli.tune import Study, parse_space, run_study
+    from tfvision_cli.training.tune import Study, parse_space, run_study
 
     space = parse_space({"learning_rate": [0.01, 0.02, 0.03, 0.04]})
     study = Study("digits", space, {"model": "mlp", "epochs": 1}, "grid", trials=4)
@@ -269,7 +269,7 @@ def test_a_storage_that_fails_leaves_nothing_and_no_password_is_written(cli, tmp
     assert not study.exists() and notes.read_text().startswith("a user's text file")
     r = cli(*args, "--storage", f"sqlite:///{tmp_path / 'good.db'}", "--json")
     assert r.exit_code == 0, r.stderr  # the corrected command is not blocked
-    from tfvision_cli.tune import Study, create_study_file, load_study, parse_space
+    from tfvision_cli.training.tune import Study, create_study_file, load_study, parse_space
 
     url = "postgresql://me:s3cret@db.example:5432/studies"
     secret = Study("digits", parse_space({"learning_rate": [0.01]}), storage=url)

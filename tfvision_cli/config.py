@@ -231,10 +231,8 @@ class TrainConfig:
                 f"got {self.image_size!r}"
             )
         if self.adversarial is not None:
-            from tfvision_cli.adversarial import parse
-
             try:
-                parse(self.adversarial)
+                parse_adversarial(self.adversarial)
             except UsageError as e:
                 problems.append(e.message)
         if not isinstance(self.model_options, dict):
@@ -460,3 +458,22 @@ def to_yaml(config: TrainConfig) -> str:
     import yaml
 
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+ADVERSARIAL_KINDS = ("fgsm", "pgd")
+
+
+def parse_adversarial(spec: str | None) -> tuple[str, float] | None:
+    """'fgsm:0.3' -> ('fgsm', 0.3); None stays None."""
+    if spec is None:
+        return None
+    kind, _, value = str(spec).partition(":")
+    try:
+        eps = float(value)
+    except ValueError:
+        eps = -1.0
+    if kind not in ADVERSARIAL_KINDS or not 0 < eps <= 1:
+        raise UsageError(
+            f"--adversarial takes fgsm:EPS or pgd:EPS with EPS in (0, 1], got {spec!r}"
+        )
+    return kind, eps

@@ -187,7 +187,7 @@ def main() -> None:
 
 
 def _in_a_cluster() -> bool:
-    from tfvision_cli.distribute import cluster_size
+    from tfvision_cli.training.distribute import cluster_size
 
     try:
         return cluster_size() > 1

@@ -28,9 +28,9 @@ def local(
     The same command on a real cluster: set TF_CONFIG on each host and run `tfvision train ...`
     there (see the README). Exit 1 when a worker fails (the others are stopped), 130 on Ctrl-C.
     """
-    from tfvision_cli.cluster import describe_exit, run_local
     from tfvision_cli.errors import TfvisionError, UsageError
     from tfvision_cli.runs import runs_root
+    from tfvision_cli.training.cluster import describe_exit, run_local
 
     command = list(command)
     if command[0] != "train":

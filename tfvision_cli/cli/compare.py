@@ -55,9 +55,9 @@ def compare(
     is worse by more than the margin; 2 bad input (models that predict other classes or take
     other images, models trained on other datasets without --dataset).
     """
-    from tfvision_cli.compare import compare as do_compare
-    from tfvision_cli.compare import write_disagreements
     from tfvision_cli.errors import TfvisionError
+    from tfvision_cli.evaluation.compare import compare as do_compare
+    from tfvision_cli.evaluation.compare import write_disagreements
     from tfvision_cli.runs import runs_root
 
     if trust_model:

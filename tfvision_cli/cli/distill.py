@@ -10,7 +10,7 @@ from tfvision_cli import console
 from tfvision_cli.cli.common import dataset_option, flag, model_argument, run_dir_of
 from tfvision_cli.cli.complete import complete_models
 from tfvision_cli.cli.options import command_signature, config_options, given
-from tfvision_cli.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from tfvision_cli.compress.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
 _OWN = [
     (
@@ -72,7 +72,7 @@ def distill(ctx: typer.Context, **values) -> None:
     """Train a small student to imitate a trained teacher (Keras's Distiller, logits
     distillation); the result is an ordinary run of the student, usable without the teacher."""
     from tfvision_cli.cli.common import parse_model_options
-    from tfvision_cli.distill import distill as do_distill
+    from tfvision_cli.compress.distill import distill as do_distill
 
     console.set_quiet(values["quiet"])
     overrides = given(ctx, values)

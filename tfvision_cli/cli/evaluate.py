@@ -40,9 +40,9 @@ def evaluate(
     as_json: bool = flag(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix, and pictures of the mistakes."""
-    from tfvision_cli.evaluate import evaluate as do_evaluate
-    from tfvision_cli.evaluate import write_plots
-    from tfvision_cli.loaders import load_predictor
+    from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.evaluation.evaluate import evaluate as do_evaluate
+    from tfvision_cli.evaluation.evaluate import write_plots
     from tfvision_cli.runs import RunDir
 
     if trust_model:

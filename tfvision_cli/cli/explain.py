@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.analysis.explain import METHODS
 from tfvision_cli.cli.common import CLASS_MAP, choice, dataset_option, flag, model_argument
-from tfvision_cli.explain import METHODS
 
 
 def explain(
@@ -38,10 +38,10 @@ def explain(
 ) -> None:
     """Why the model decided: a heatmap per image (.npy at the image's resolution) and an
     overlay picture; saliency (SmoothGrad), integrated gradients or Grad-CAM."""
-    from tfvision_cli.explain import explain_files
-    from tfvision_cli.loaders import load_predictor
-    from tfvision_cli.predict import iter_paths
+    from tfvision_cli.analysis.explain import explain_files
+    from tfvision_cli.artifacts.loaders import load_predictor
     from tfvision_cli.runs import runs_root
+    from tfvision_cli.serving.predict import iter_paths
 
     predictor = load_predictor(model)
     folder = out or runs_root() / "explanations" / time.strftime("%Y%m%d-%H%M%S")
@@ -70,8 +70,8 @@ def explain(
 def _sanity(predictor, paths, method: str, steps: int, smooth: int, as_json: bool) -> None:
     import numpy as np
 
+    from tfvision_cli.analysis.explain import Explainer, differentiable, sanity_check
     from tfvision_cli.data.images import ImageReadError, read_image
-    from tfvision_cli.explain import Explainer, differentiable, sanity_check
 
     h, w, c = predictor.input_shape
     images = []
@@ -131,11 +131,11 @@ def robustness(
     as_json: bool = flag(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """Accuracy under FGSM and PGD attacks and under common corruptions, with a curve."""
-    from tfvision_cli.evaluate import evaluate as do_evaluate
-    from tfvision_cli.loaders import load_predictor
+    from tfvision_cli.analysis.robustness import ATTACKS, CORRUPTIONS, parse_eps, parse_list
+    from tfvision_cli.analysis.robustness import robustness as measure
+    from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.evaluation.evaluate import evaluate as do_evaluate
     from tfvision_cli.plots import robustness as draw
-    from tfvision_cli.robustness import ATTACKS, CORRUPTIONS, parse_eps, parse_list
-    from tfvision_cli.robustness import robustness as measure
     from tfvision_cli.runs import runs_root
 
     attacks = parse_list(attack, ATTACKS, "attack")

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.artifacts.formats import FORMATS, QUANTIZATIONS, variants
 from tfvision_cli.cli.common import choice, flag, model_argument
-from tfvision_cli.formats import FORMATS, QUANTIZATIONS, variants
 
 
 def export(
@@ -38,9 +38,9 @@ def export(
     as_json: bool = flag(False, "--json", help="The metadata as JSON on stdout."),
 ) -> None:
     """Export a trained model and prove it predicts like the Keras model (the parity gate)."""
-    from tfvision_cli.export import export as do_export
-    from tfvision_cli.formats import check_options
-    from tfvision_cli.loaders import load_predictor
+    from tfvision_cli.artifacts.export import export as do_export
+    from tfvision_cli.artifacts.formats import check_options
+    from tfvision_cli.artifacts.loaders import load_predictor
 
     check_options(fmt, quantize)
     if not verify:
@@ -79,9 +79,9 @@ def benchmark(
     as_json: bool = flag(False, "--json", help="JSON list on stdout."),
 ) -> None:
     """Export to each format (or reuse the exports) and compare size, accuracy and speed."""
-    from tfvision_cli.benchmark import benchmark as do_benchmark
-    from tfvision_cli.benchmark import parse_variants
-    from tfvision_cli.loaders import load_predictor
+    from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.serving.benchmark import benchmark as do_benchmark
+    from tfvision_cli.serving.benchmark import parse_variants
 
     variants = parse_variants(formats)
     source = load_predictor(model)

@@ -22,8 +22,8 @@ def predict(
     as_json: bool = flag(False, "--json", help="NDJSON even on a terminal."),
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
-    from tfvision_cli.loaders import load_predictor
-    from tfvision_cli.predict import iter_paths, predict_paths, summarize_notes
+    from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.serving.predict import iter_paths, predict_paths, summarize_notes
 
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")

@@ -9,7 +9,7 @@ import typer
 from tfvision_cli import console
 from tfvision_cli.cli.common import choice, flag, model_argument, run_dir_of
 from tfvision_cli.cli.options import command_signature, config_options, given
-from tfvision_cli.prune import SCHEDULES, SCOPES
+from tfvision_cli.compress.prune import SCHEDULES, SCOPES
 
 _OWN = [
     ("source", str, model_argument(..., help="The run to prune (folder, name or latest).")),
@@ -69,7 +69,7 @@ def prune(ctx: typer.Context, **values) -> None:
     """Prune a trained model: fine-tune it (2 epochs at a tenth of its learning rate unless
     told) while its smallest weights are masked to zero; the result is an ordinary run whose
     model.keras holds exact zeros. Reports sparsity per layer, accuracy and sizes (gzipped)."""
-    from tfvision_cli.prune import prune as do_prune
+    from tfvision_cli.compress.prune import prune as do_prune
 
     console.set_quiet(values["quiet"])
     reporter = console.TrainingReporter()

@@ -86,8 +86,8 @@ def train(ctx: typer.Context, **values) -> None:
     from tfvision_cli.cli.common import parse_image_size, parse_model_options
     from tfvision_cli.errors import Interrupted
     from tfvision_cli.runs import RunDir, resolve_run
-    from tfvision_cli.train import check_config
-    from tfvision_cli.train import train as do_train
+    from tfvision_cli.training.session import check_config
+    from tfvision_cli.training.session import train as do_train
 
     console.set_quiet(values["quiet"])
     run_dir, resume = run_dir_of(values), values["resume"]
@@ -163,7 +163,7 @@ def _already_complete(run, flags: dict, as_json: bool) -> bool:
 
 def _architecture_of_init_from(flags: dict, file_values: dict) -> None:
     """--init-from RUN without --model trains the run's model (with its options)."""
-    from tfvision_cli.finetune import run_architecture
+    from tfvision_cli.training.finetune import run_architecture
 
     spec = flags.get("init_from") or file_values.get("init_from")
     if spec and "model" not in flags and "model" not in file_values:

@@ -13,7 +13,7 @@ from tfvision_cli import console
 from tfvision_cli.cli.common import choice, flag
 from tfvision_cli.cli.complete import complete_datasets
 from tfvision_cli.cli.options import command_signature, config_options, given
-from tfvision_cli.tune import METRICS, PRUNERS, SAMPLERS
+from tfvision_cli.training.tune import METRICS, PRUNERS, SAMPLERS
 
 _OWN = [
     (
@@ -98,7 +98,7 @@ _OWN = [
 
 def tune(ctx: typer.Context, **values) -> None:
     """Search hyperparameters with Optuna; every trial is an ordinary run in the study folder."""
-    from tfvision_cli.tune import run_study
+    from tfvision_cli.training.tune import run_study
 
     study_dir, study = _study(ctx, values)
     console.log(
@@ -127,7 +127,7 @@ def _study(ctx: typer.Context, values: dict):
     from tfvision_cli.errors import UsageError
     from tfvision_cli.files import is_temporary
     from tfvision_cli.runs import runs_root
-    from tfvision_cli.tune import (
+    from tfvision_cli.training.tune import (
         STUDY_FILE,
         Study,
         check_storage,
@@ -192,8 +192,8 @@ def _check(study) -> None:
     """Every trial's names and values, checked before TensorFlow: the fixed options with the
     first choice (or the low end) of every dimension."""
     from tfvision_cli.errors import UsageError
-    from tfvision_cli.train import check_config
-    from tfvision_cli.tune import trial_config
+    from tfvision_cli.training.session import check_config
+    from tfvision_cli.training.tune import trial_config
 
     first = {d.name: d.choices[0] if d.choices else d.low for d in study.space}
     try:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli import finetune
 from tfvision_cli.config import TrainConfig
 from tfvision_cli.data.base import MEMORY_BUDGET, Stream
 from tfvision_cli.errors import UsageError
+from tfvision_cli.training import finetune
 
 Emit = Callable[..., None]
 

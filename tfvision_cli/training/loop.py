@@ -42,7 +42,7 @@ def make_callbacks(
     """tfvision's callbacks in the order that keeps a run resumable after any kill."""
     import keras
 
-    from tfvision_cli.callbacks import (
+    from tfvision_cli.training.callbacks import (
         Backup,
         BestModel,
         EpochTensorBoard,
@@ -84,7 +84,7 @@ def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placemen
     """model.fit (in two phases with --freeze-backbone: the backbone frozen, then all layers);
     a lost worker and a NaN loss become errors that say what is kept. Returns the history of
     the epochs this session trained."""
-    from tfvision_cli.callbacks import Backup
+    from tfvision_cli.training.callbacks import Backup
 
     history: dict[str, list] = {}
     frozen = min(config.freeze_backbone, config.epochs)

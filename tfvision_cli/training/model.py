@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from tfvision_cli import finetune
 from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
 from tfvision_cli.config import TrainConfig
 from tfvision_cli.models.io import load_weights
 from tfvision_cli.models.summary import all_layers
 from tfvision_cli.runs import RunDir
+from tfvision_cli.training import finetune
 from tfvision_cli.training.data import Pipelines
 
 Emit = Callable[..., None]
@@ -52,7 +52,7 @@ def compile_model(model, config: TrainConfig, steps: int, placement) -> None:
     """Compile (again, after freezing or unfreezing layers) with a fresh optimizer."""
     import keras
 
-    from tfvision_cli.optim import make_optimizer
+    from tfvision_cli.training.optim import make_optimizer
 
     with placement.strategy.scope():
         model.compile(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfvision_cli.artifacts.formats import variants
 from tfvision_cli.errors import UsageError, did_you_mean
-from tfvision_cli.formats import variants
 
 
 def parse_variants(text: str) -> list[str]:
@@ -74,9 +74,9 @@ def benchmark(
     on_progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """One row per variant; exports what is missing (with the parity gate) first."""
-    from tfvision_cli.export import default_folder, export, held_out
+    from tfvision_cli.artifacts.export import default_folder, export, held_out
+    from tfvision_cli.artifacts.loaders import load_exported
     from tfvision_cli.files import read_marker
-    from tfvision_cli.loaders import load_exported
 
     if source.keras_model is None:
         raise UsageError("benchmark needs a trained Keras model: a run directory, latest or .keras")

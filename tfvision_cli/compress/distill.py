@@ -39,8 +39,8 @@ def _distillation_loss(temperature: float):
 def teacher_file(spec: str) -> tuple[Path, dict]:
     """(the teacher's .keras file, its run's config or {} for a bare file)."""
     from tfvision_cli import config as config_lib
-    from tfvision_cli.finetune import is_model_file, source_file
     from tfvision_cli.runs import resolve_run
+    from tfvision_cli.training.finetune import is_model_file, source_file
 
     if is_model_file(spec):
         return source_file(spec), {}
@@ -64,7 +64,7 @@ def distill(
     from tfvision_cli.files import write_json
     from tfvision_cli.runs import RunDir
     from tfvision_cli.tf_import import tf
-    from tfvision_cli.train import check_config, train
+    from tfvision_cli.training.session import check_config, train
 
     if temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {temperature:g}")

@@ -11,26 +11,7 @@ are images the model could be shown.
 
 from __future__ import annotations
 
-from tfvision_cli.errors import UsageError
-
-KINDS = ("fgsm", "pgd")
 TRAIN_PGD_STEPS = 7
-
-
-def parse(spec: str | None) -> tuple[str, float] | None:
-    """'fgsm:0.3' -> ('fgsm', 0.3); None stays None."""
-    if spec is None:
-        return None
-    kind, _, value = str(spec).partition(":")
-    try:
-        eps = float(value)
-    except ValueError:
-        eps = -1.0
-    if kind not in KINDS or not 0 < eps <= 1:
-        raise UsageError(
-            f"--adversarial takes fgsm:EPS or pgd:EPS with EPS in (0, 1], got {spec!r}"
-        )
-    return kind, eps
 
 
 def loss_gradient(forward, x, y):
@@ -87,7 +68,7 @@ def trainer(model, kind: str, eps: float, share: float):
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
-    from tfvision_cli.explain import float_path
+    from tfvision_cli.models.paths import float_path
 
     rest, stem = float_path(model)
 

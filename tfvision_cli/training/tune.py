@@ -421,9 +421,9 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
     tf()  # quietly, before Keras imports it
     import keras
 
-    from tfvision_cli.callbacks import TrialPruning
     from tfvision_cli.compat.tf_custom_gradients import released
-    from tfvision_cli.train import train
+    from tfvision_cli.training.callbacks import TrialPruning
+    from tfvision_cli.training.session import train
 
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("host", socket.gethostname())

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfvision_cli.config import TrainConfig
+from tfvision_cli.config import TrainConfig, parse_adversarial
 from tfvision_cli.errors import UsageError
 from tfvision_cli.files import write_json
 from tfvision_cli.models.io import trained_model
@@ -40,9 +40,9 @@ from tfvision_cli.training.run import choose_run, own_files, run_lifecycle
 def check_config(config: TrainConfig) -> None:
     """Every problem of a configuration, names included (model, its options, dataset), raised
     as one usage error: all at once, and before TensorFlow is imported."""
-    from tfvision_cli import finetune
     from tfvision_cli.data.catalog import check_dataset
     from tfvision_cli.models.registry import check_model
+    from tfvision_cli.training import finetune
 
     problems = config.problems()
     if finetune.is_model_file(config.model):
@@ -85,8 +85,8 @@ def train(
 
 
 def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_epoch, wrap_model):
-    from tfvision_cli.distribute import choose_strategy, cluster_size
     from tfvision_cli.models.registry import get_entry
+    from tfvision_cli.training.distribute import choose_strategy, cluster_size
 
     emit = on_event or (lambda kind, **data: None)
     wrap_model = _adversarial(config, wrap_model)
@@ -199,9 +199,9 @@ def _data(stack, config: TrainConfig, placement, emit):
 
 def _adversarial(config: TrainConfig, wrap_model: Callable | None) -> Callable | None:
     """--adversarial: the model is trained inside adversarial.trainer's wrapper."""
-    from tfvision_cli import adversarial
+    from tfvision_cli.training import adversarial
 
-    parsed = adversarial.parse(config.adversarial)
+    parsed = parse_adversarial(config.adversarial)
     if parsed is None:
         return wrap_model
     if wrap_model is not None:

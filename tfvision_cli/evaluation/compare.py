@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli import stats
 from tfvision_cli.errors import UsageError
+from tfvision_cli.evaluation import stats
 
 
 @dataclass
@@ -48,7 +48,7 @@ def in_baseline_order(probs: np.ndarray, predictor, baseline) -> np.ndarray:
 
 def _check_same_dataset(predictors, names: list[str]) -> None:
     """Without --dataset, every model must say it was trained on the baseline's dataset."""
-    from tfvision_cli.evaluate import same_dataset
+    from tfvision_cli.evaluation.evaluate import same_dataset
 
     base = predictors[0]
     for spec, p in zip(names[1:], predictors[1:], strict=True):
@@ -80,8 +80,8 @@ def compare(
     latency_runs: int = 30,
     class_map: Path | None = None,
 ) -> Comparison:
-    from tfvision_cli.evaluate import classification_report, evaluate
-    from tfvision_cli.loaders import load_predictor
+    from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.evaluation.evaluate import classification_report, evaluate
 
     if len(specs) < 2:
         raise UsageError("compare needs a baseline and at least one candidate")

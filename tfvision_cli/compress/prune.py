@@ -151,7 +151,7 @@ def prune(
     from tfvision_cli.errors import UsageError
     from tfvision_cli.runs import resolve_run
     from tfvision_cli.tf_import import tf
-    from tfvision_cli.train import check_config, train
+    from tfvision_cli.training.session import check_config, train
 
     if not 0 < sparsity < 1:
         raise UsageError(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity:g}")
@@ -214,8 +214,8 @@ def _tflite_sizes(origin, pruned, quantize: str) -> dict:
     source's export is written to a temporary folder and removed)."""
     import tempfile
 
-    from tfvision_cli.export import export
-    from tfvision_cli.loaders import load_predictor
+    from tfvision_cli.artifacts.export import export
+    from tfvision_cli.artifacts.loaders import load_predictor
 
     with tempfile.TemporaryDirectory(prefix="tfvision-prune-") as tmp:
         float_file = export(

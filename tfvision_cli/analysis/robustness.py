@@ -4,7 +4,7 @@ Attacks (adversarial.py) are written natively on `tf.GradientTape` (ART's KerasC
 breaks on Keras 3, Trusted-AI/adversarial-robustness-toolbox#2465; CleverHans is unmaintained):
 untargeted, L-inf,
 epsilon in units of the pixel range [0, 1] (0.3 = 76 of 255), as in the literature, on the
-model's float path (explain.float_path: the pixels as floats, before the model's rescaling).
+model's float path (models/paths.py: the pixels as floats, before the model's rescaling).
 - FGSM (Goodfellow et al. 2015): one step of eps * sign(gradient of the loss).
 - PGD (Madry et al. 2018): a random start in the eps-ball, `steps` steps of 2.5 eps / steps,
   each projected back into the ball and the pixel range.
@@ -36,7 +36,7 @@ _JPEG = (25, 18, 15, 10, 7)
 
 def pixel_model(model):
     """float pixels (0..255) -> probabilities, through the model's own rescaling."""
-    from tfvision_cli.explain import float_path
+    from tfvision_cli.models.paths import float_path
 
     rest, stem = float_path(model)
     return lambda x, training=False: rest(stem(x), training=training)
@@ -52,8 +52,8 @@ def attack(
     seed: int = 0,
 ):
     """Adversarial float images (0..255) for a batch (adversarial.perturb)."""
-    from tfvision_cli.adversarial import perturb
     from tfvision_cli.tf_import import tf as import_tf
+    from tfvision_cli.training.adversarial import perturb
 
     tf = import_tf()
     x0 = tf.convert_to_tensor(images.astype(np.float32))
@@ -126,7 +126,7 @@ def robustness(
     on_progress=None,
 ) -> dict:
     """Clean accuracy, accuracy per attack and eps, per corruption and severity."""
-    from tfvision_cli.explain import differentiable
+    from tfvision_cli.analysis.explain import differentiable
 
     forward = pixel_model(differentiable(predictor))
     clean = float(np.mean(predictor.predict(images, batch_size).argmax(1) == labels))

@@ -20,31 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tfvision_cli.errors import UsageError
+from tfvision_cli.models.paths import STEMS, find_stem
 
 if TYPE_CHECKING:  # numpy is imported where it is used: not at `tfvision --help`
     import numpy as np
 
 METHODS = ("saliency", "integrated-gradients", "gradcam")
-_STEMS = ("rescale", "to_float")
-
-
-def find_stem(model):
-    """The model's rescaling layer: gradients are taken from its float output."""
-    stem = next((layer for layer in model.layers if layer.name in _STEMS), None)
-    if stem is None:
-        raise UsageError(
-            "this model has no rescaling layer at its input (rescale/to_float): its gradients "
-            "cannot be taken from the float image"
-        )
-    return stem
-
-
-def float_path(model):
-    """(the model from its rescaled float input to its probabilities, the rescaling layer)."""
-    import keras
-
-    stem = find_stem(model)
-    return keras.Model(stem.output, model.output), stem
 
 
 def score_head(model):
@@ -148,7 +129,7 @@ def _feature_layer(model):
     )
     fallback = None
     for layer in reversed(model.layers):
-        if layer.name in _STEMS or isinstance(layer, keras.layers.InputLayer):
+        if layer.name in STEMS or isinstance(layer, keras.layers.InputLayer):
             break  # the image itself is no feature map (an MLP flattens it at once)
         if isinstance(layer, keras.Model):
             inner, _ = _feature_layer(layer) if len(layer.output.shape) == 2 else (None, None)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tfvision_cli.artifacts.formats import artifact_suffixes
+from tfvision_cli.artifacts.predictor import Predictor
 from tfvision_cli.data.classes import index_names
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import read_metadata
-from tfvision_cli.formats import artifact_suffixes
-from tfvision_cli.predictor import Predictor
 from tfvision_cli.runs import RunDir, by_name, close_run_names, resolve_run
 
 
@@ -138,7 +138,7 @@ def load_exported(
 
 
 def _savedmodel_fn(path: Path, trust: bool):
-    from tfvision_cli.model_scan import check_savedmodel
+    from tfvision_cli.artifacts.scan import check_savedmodel
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()

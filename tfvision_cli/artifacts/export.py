@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from tfvision_cli import __version__
+from tfvision_cli.artifacts.formats import FORMATS, check_options
+from tfvision_cli.artifacts.loaders import load_exported
+from tfvision_cli.artifacts.predictor import Predictor
 from tfvision_cli.errors import TfvisionError, UsageError
 from tfvision_cli.files import (
     atomic_dir,
@@ -32,9 +35,6 @@ from tfvision_cli.files import (
     metadata_path,
     read_metadata,
 )
-from tfvision_cli.formats import FORMATS, check_options
-from tfvision_cli.loaders import load_exported
-from tfvision_cli.predictor import Predictor
 from tfvision_cli.tf_import import quiet_stderr
 
 DEFAULT_AGREEMENT = {"float": 0.999, "int8": 0.99}

@@ -160,7 +160,7 @@ def test_a_broken_export_is_caught_by_the_gate(cli, mnist_run, tmp_path, monkeyp
     """An artifact whose input scaling is wrong (x/127.5 instead of x/255) must not be written."""
     from tfvision_cli.artifacts import export as export_lib
 
-    real = export_lib.WRITERS["tflite"]
+    real = export_lib.write_tflite
 
     def wrong_scaling(model, folder, quantize="none", calibration=None):
         import keras
@@ -173,7 +173,12 @@ def test_a_broken_export_is_caught_by_the_gate(cli, mnist_run, tmp_path, monkeyp
         broken.set_weights(model.get_weights())
         return real(broken, folder, quantize, calibration)
 
-    monkeypatch.setitem(export_lib.WRITERS, "tflite", wrong_scaling)
+    import dataclasses
+
+    from tfvision_cli.artifacts.formats import FORMATS
+
+    broken_row = dataclasses.replace(FORMATS["tflite"], writer=wrong_scaling)
+    monkeypatch.setitem(FORMATS, "tflite", broken_row)
     out = tmp_path / "broken"
     r = cli("export", mnist_run, "--format", "tflite", "--out", out)
     assert r.exit_code == 1

@@ -46,14 +46,12 @@ def test_an_export_format_is_a_row_a_writer_and_a_loader(cli, tmp_path, monkeypa
     """A `tfl` format (LiteRT under another file name) added the way CONTRIBUTING.md says."""
     from tfvision_cli.artifacts import export, formats, loaders
 
-    monkeypatch.setitem(formats.FORMATS, "tfl", formats.Format("tfl", "model.tfl", "LiteRT"))
-
     def write_tfl(model, folder, quantize, calibration):
-        path = export.WRITERS["tflite"](model, folder, quantize, calibration)
+        path = export.write_tflite(model, folder, quantize, calibration)
         return path.rename(folder / "model.tfl")
 
-    monkeypatch.setitem(export.WRITERS, "tfl", write_tfl)
-    monkeypatch.setitem(loaders.LOADERS, "tfl", loaders.LOADERS["tflite"])
+    row = formats.Format("tfl", "model.tfl", ("none",), write_tfl, loaders.load_tflite)
+    monkeypatch.setitem(formats.FORMATS, "tfl", row)
     r = cli("train", "digits", "--model", "mlp", "--epochs", "2", "--run-dir", tmp_path / "run")
     assert r.exit_code == 0, r.stderr
     r = cli("export", tmp_path / "run", "--format", "tfl", "--out", tmp_path / "tfl", "--json")
@@ -64,10 +62,18 @@ def test_an_export_format_is_a_row_a_writer_and_a_loader(cli, tmp_path, monkeypa
     assert r.exit_code == 0 and r.json()["accuracy"] > 0.5
 
 
-def test_every_format_has_a_writer_and_a_loader():
-    from tfvision_cli.artifacts import export, formats, loaders
+def test_every_format_row_resolves_its_writer_and_loader():
+    import inspect
 
-    assert set(formats.FORMATS) == set(export.WRITERS) == set(loaders.LOADERS)
+    from tfvision_cli.artifacts import formats
+
+    for f in formats.FORMATS.values():
+        writer, loader = formats._resolve(f.writer), formats._resolve(f.loader)
+        assert list(inspect.signature(writer).parameters)[:2] == ["model", "folder"], f.name
+        assert len(inspect.signature(loader).parameters) == 4, f.name
+        assert f.quantizations[0] == "none"
+    assert formats.quantizations() == ("none", "float16", "dynamic", "int8")
+    assert "savedmodel" in formats.variants() and "tflite-int8" in formats.variants()
 
 
 def test_a_training_option_is_one_field(cli, monkeypatch):

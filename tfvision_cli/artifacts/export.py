@@ -82,7 +82,7 @@ def export(
     calib = _calibration_images(source, calibration) if quantize == "int8" else None
     try:
         with atomic_dir(folder, "export", force) as tmp:
-            artifact = WRITERS[fmt](source.keras_model, tmp, quantize, calib)
+            artifact = form.write(source.keras_model, tmp, quantize, calib)
             parity = {"verified": False}
             if verify:
                 exported = load_exported(artifact, class_names=source.class_names, trust=True)
@@ -239,7 +239,7 @@ def _called_once(model):
     return model
 
 
-def _write_keras(model, folder: Path, quantize: str, calibration) -> Path:
+def write_keras(model, folder: Path, quantize: str, calibration) -> Path:
     from tfvision_cli.models.io import save_model
 
     # Keras's own layers only: the artifact loads without tfvision (the parity gate checks
@@ -247,20 +247,20 @@ def _write_keras(model, folder: Path, quantize: str, calibration) -> Path:
     return save_model(model, folder / FORMATS["keras"].artifact)
 
 
-def _write_savedmodel(model, folder: Path, quantize: str, calibration) -> Path:
+def write_savedmodel(model, folder: Path, quantize: str, calibration) -> Path:
     with quiet_stderr():
         _called_once(model).export(str(folder), format="tf_saved_model", verbose=False)
     return folder
 
 
-def _write_onnx(model, folder: Path, quantize: str, calibration) -> Path:
+def write_onnx(model, folder: Path, quantize: str, calibration) -> Path:
     path = folder / FORMATS["onnx"].artifact
     with quiet_stderr():
         _called_once(model).export(str(path), format="onnx", verbose=False)
     return path
 
 
-def _write_tflite(model, folder: Path, quantize: str, calibration) -> Path:
+def write_tflite(model, folder: Path, quantize: str, calibration) -> Path:
     from tfvision_cli.tf_import import tf as import_tf
 
     tf = import_tf()
@@ -288,15 +288,6 @@ def _write_tflite(model, folder: Path, quantize: str, calibration) -> Path:
     with quiet_stderr():
         model.export(str(path), format="litert", verbose=False, **options)
     return path
-
-
-# format name -> writer(model, folder, quantize, calibration images) -> the artifact's path
-WRITERS = {
-    "savedmodel": _write_savedmodel,
-    "keras": _write_keras,
-    "tflite": _write_tflite,
-    "onnx": _write_onnx,
-}
 
 
 def parity_check(reference: Predictor, exported: Predictor, images, labels) -> dict:

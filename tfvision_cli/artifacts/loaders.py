@@ -1,6 +1,6 @@
 """Loading a trained model in any form behind the Predictor API: a run directory, `latest`, a
 .keras file, an export folder, a SavedModel, .tflite or .onnx. Each format's loader is a row of
-LOADERS (the formats themselves are in formats.py).
+formats.FORMATS (its loader names a function here).
 
 p = load_predictor("latest")
 probs = p.predict(images)      # (N, H, W, C) uint8 -> (N, classes) float32
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvision_cli.artifacts.formats import artifact_suffixes
+from tfvision_cli.artifacts.formats import FORMATS, artifact_suffixes, described
 from tfvision_cli.artifacts.predictor import Predictor
 from tfvision_cli.data.classes import index_names
 from tfvision_cli.errors import TfvisionError, UsageError
@@ -44,8 +44,7 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
     if path.exists():
         raise UsageError(
             f"{spec} is not a model",
-            hint="give a run directory (with run.json), `latest`, a .keras file, an export "
-            "folder, a SavedModel directory, a .tflite or an .onnx file",
+            hint=f"give a run directory (with run.json), `latest`, an export folder, {described()}",
         )
     raise UsageError(
         f"model {spec} does not exist.{close_run_names(spec)}",
@@ -127,14 +126,9 @@ def load_exported(
         if (path / "saved_model.pb").is_file()
         else artifact_suffixes().get(path.suffix)
     )
-    if fmt is None or fmt not in LOADERS:
-        raise UsageError(f"{path} is not a SavedModel, .keras, .tflite or .onnx model")
-    if fmt == "keras":
-        return keras_predictor(path, names, meta.get("dataset"), None, None)
-    fn, shape, n = LOADERS[fmt](path, trust)
-    named = bool(names) and len(names) == n
-    names = list(names) if named else index_names(n)
-    return Predictor(path, fmt, names, shape, meta.get("dataset"), None, None, fn, named=named)
+    if fmt is None or fmt not in FORMATS:
+        raise UsageError(f"{path} is not an exported model (give {described()})")
+    return FORMATS[fmt].load(path, names, meta, trust)
 
 
 def _savedmodel_fn(path: Path, trust: bool):
@@ -221,6 +215,26 @@ def _onnx_fn(path: Path, trust: bool):
     return fn, shape, n
 
 
-# format name -> loader(path, trust) -> (fn, input shape, classes). Keras models are loaded
-# by keras_predictor (they also keep the Keras model); tests check this covers formats.FORMATS.
-LOADERS = {"savedmodel": _savedmodel_fn, "tflite": _tflite_fn, "onnx": _onnx_fn, "keras": None}
+def _runtime_predictor(path: Path, fmt: str, names, meta: dict, loaded) -> Predictor:
+    fn, shape, n = loaded
+    named = bool(names) and len(names) == n
+    names = list(names) if named else index_names(n)
+    return Predictor(path, fmt, names, shape, meta.get("dataset"), None, None, fn, named=named)
+
+
+# the loaders of formats.FORMATS: (path, class names, metadata, trust) -> Predictor
+def load_savedmodel(path: Path, names, meta: dict, trust: bool) -> Predictor:
+    return _runtime_predictor(path, "savedmodel", names, meta, _savedmodel_fn(path, trust))
+
+
+def load_tflite(path: Path, names, meta: dict, trust: bool) -> Predictor:
+    return _runtime_predictor(path, "tflite", names, meta, _tflite_fn(path, trust))
+
+
+def load_onnx(path: Path, names, meta: dict, trust: bool) -> Predictor:
+    return _runtime_predictor(path, "onnx", names, meta, _onnx_fn(path, trust))
+
+
+def load_keras(path: Path, names, meta: dict, trust: bool) -> Predictor:
+    """A .keras export keeps its Keras model (explain and robustness differentiate it)."""
+    return keras_predictor(path, names, meta.get("dataset"), None, None)

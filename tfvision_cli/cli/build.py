@@ -7,10 +7,17 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import flag, parse_ints, parse_model_options
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import Json, examples, flag, parse_ints, parse_model_options
 from tfvision_cli.cli.complete import complete_models
 
+EXAMPLES = examples(
+    "tfvision build resnet18 --input-shape 32,32,3 --classes 10",
+    "tfvision build vit_tiny --out vit.keras --json",
+)
 
+
+@app.command("build", epilog=EXAMPLES)
 def build(
     name: str = typer.Argument(
         ..., autocompletion=complete_models, help="Model name (`tfvision models list`)."
@@ -21,7 +28,7 @@ def build(
     force: bool = flag(False, "--force", help="Replace an existing file at --out."),
     pretrained: bool = flag(False, "--pretrained", help="ImageNet weights where offered."),
     model_option: list[str] = typer.Option([], "--model-option", help="KEY=VALUE for the model."),
-    as_json: bool = flag(False, "--json", help="JSON summary on stdout."),
+    as_json: Json = False,
 ) -> None:
     """Build an untrained model, summarise it and save it."""
     from tfvision_cli.errors import UsageError

@@ -9,14 +9,18 @@ import time
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import examples
 
-app = typer.Typer(
+group = typer.Typer(
     help="Multi-worker training (tf.distribute.MultiWorkerMirroredStrategy).",
     no_args_is_help=True,
 )
 
 
-@app.command("local")
+@group.command(
+    "local", epilog=examples("tfvision cluster local --workers 2 -- train mnist --epochs 2")
+)
 def local(
     command: list[str] = typer.Argument(
         ..., help="The tfvision command each worker runs, after --: -- train mnist ..."
@@ -62,3 +66,6 @@ def local(
             "stopped. Finished epochs are kept",
             hint=f"resume with: {again}",
         )
+
+
+app.add_typer(group, name="cluster")

@@ -1,6 +1,10 @@
-"""Option parsing shared by commands (no TensorFlow here)."""
+"""Options shared by commands, declared once (as TrainConfig's are), and their parsing (no
+TensorFlow here). A command takes them as typed parameters: `as_json: Json = False`."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,7 +17,7 @@ def flag(default: bool, *decls: str, **options):
     return typer.Option(default, *decls, metavar="", **options)
 
 
-def choice(default, *decls: str, choices, **options):
+def choice(default, *decls: str, choices, help: str, **options):
     """An option whose value is one of choices: listed in --help and completed by the shell.
     The core checks the value (so that every bad name is reported at once, with a suggestion)."""
     from tfvision_cli.cli.complete import starting_with
@@ -22,7 +26,8 @@ def choice(default, *decls: str, choices, **options):
     return typer.Option(
         default,
         *decls,
-        metavar=f"[{'|'.join(choices)}]",
+        metavar="NAME",
+        help=f"{help} One of: {', '.join(choices)}.",
         autocompletion=starting_with(choices),
         **options,
     )
@@ -95,13 +100,76 @@ def parse_model_options(items: list[str]) -> dict:
     return options
 
 
-def run_dir_of(values: dict):
+def run_dir_of(run_dir: Path | None, name: str | None) -> Path | None:
     """The run folder of --run-dir or --name (a run in the runs folder), or None."""
-    from tfvision_cli.errors import UsageError
     from tfvision_cli.runs import check_name, runs_root
 
-    if values["name"] is None:
-        return values["run_dir"]
-    if values["run_dir"] is not None:
+    if name is None:
+        return run_dir
+    if run_dir is not None:
         raise UsageError("give --name or --run-dir, not both")
-    return runs_root() / check_name(values["name"])
+    return runs_root() / check_name(name)
+
+
+# --help panels: a command's options grouped as a person looks for them
+DATA = "Data"
+MODEL = "Model"
+OPTIMISATION = "Optimisation"
+AUGMENTATION = "Augmentation and regularisation"
+OUTPUT = "Run and output"
+DEVICES = "Devices"
+
+
+def _complete_runs(incomplete: str) -> list[str]:
+    from tfvision_cli.cli.complete import complete_runs
+
+    return complete_runs(incomplete)
+
+
+# The options several commands share, each declared once.
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        metavar="",
+        help="Machine-readable output on stdout (JSON; NDJSON for per-image records); logs "
+        "stay on stderr.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", metavar="", help="No progress output.", rich_help_panel=OUTPUT),
+]
+RunDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--run-dir",
+        help="The run's folder (where it goes, or where it is).",
+        autocompletion=_complete_runs,
+        rich_help_panel=OUTPUT,
+    ),
+]
+Name = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="Name the run: it goes to the runs folder under this name (what `runs list` shows "
+        "and every command takes).",
+        rich_help_panel=OUTPUT,
+    ),
+]
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        metavar="KEY=VALUE",
+        help="KEY=VALUE for the model's builder (repeatable), e.g. depth=32.",
+        rich_help_panel=MODEL,
+    ),
+]
+
+
+def examples(*commands: str) -> str:
+    """A command's --help epilog: one or two lines to copy."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {c}" for c in commands)

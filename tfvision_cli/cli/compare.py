@@ -8,10 +8,17 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import CLASS_MAP, TRUST_MODEL, dataset_option, flag
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import CLASS_MAP, TRUST_MODEL, Json, dataset_option, examples, flag
 from tfvision_cli.cli.complete import complete_runs
 
+EXAMPLES = examples(
+    "tfvision compare baseline latest",
+    "tfvision compare run-a run-b --dataset ./my_images --json",
+)
 
+
+@app.command("compare", epilog=EXAMPLES)
 def compare(
     models: list[str] = typer.Argument(
         ...,
@@ -45,7 +52,7 @@ def compare(
     ),
     no_plots: bool = flag(False, "--no-plots", help="Write no pictures."),
     trust_model: bool = TRUST_MODEL,
-    as_json: bool = flag(False, "--json", help="One JSON object on stdout."),
+    as_json: Json = False,
 ) -> None:
     """Every candidate against the baseline on the same images: accuracy with Wilson intervals,
     the paired difference with a bootstrap interval, McNemar's test (Holm-corrected for several

@@ -8,16 +8,16 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import flag
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import Json, examples
 from tfvision_cli.cli.complete import complete_datasets
-from tfvision_cli.cli.options import command_signature, config_options
+from tfvision_cli.cli.options import takes_config
 
-app = typer.Typer(help="Find, download, inspect and preview datasets.", no_args_is_help=True)
+group = typer.Typer(help="Find, download, inspect and preview datasets.", no_args_is_help=True)
 
 DATA_DIR = typer.Option(
     None, "--data-dir", help="TFDS data directory (default: $TFDS_DATA_DIR, else TFDS's default)."
 )
-JSON = flag(False, "--json", help="Print JSON on stdout instead of a table.")
 
 
 def _prepared(name: str, data_dir: str | None) -> bool:
@@ -25,8 +25,8 @@ def _prepared(name: str, data_dir: str | None) -> bool:
     return any((root / name).glob("*/dataset_info.json"))
 
 
-@app.command("list")
-def list_datasets(data_dir: str | None = DATA_DIR, as_json: bool = JSON) -> None:
+@group.command("list", epilog=examples("tfvision data list", "tfvision data list --json"))
+def list_datasets(data_dir: str | None = DATA_DIR, as_json: Json = False) -> None:
     """The datasets tfvision knows (any TFDS image-classification name and folders work too)."""
     from tfvision_cli.data.catalog import KNOWN_TFDS, builtin_names, open_dataset
 
@@ -91,11 +91,15 @@ def list_datasets(data_dir: str | None = DATA_DIR, as_json: bool = JSON) -> None
     console.print_table(table)
 
 
-@app.command()
+@group.command(
+    epilog=examples(
+        "tfvision data download mnist", "tfvision data download cifar10 --data-dir ~/tfds"
+    )
+)
 def download(
     name: str = typer.Argument(..., help="TFDS dataset name, e.g. mnist or cifar10."),
     data_dir: str | None = DATA_DIR,
-    as_json: bool = JSON,
+    as_json: Json = False,
 ) -> None:
     """Download and prepare a TFDS dataset (through TFDS's own downloader)."""
     from tfvision_cli.data.tfds_source import download as do_download
@@ -114,13 +118,13 @@ def download(
         )
 
 
-@app.command()
+@group.command(epilog=examples("tfvision data info mnist", "tfvision data info ./my_images --json"))
 def info(
     name: str = typer.Argument(
         ..., help="Dataset name or folder.", autocompletion=complete_datasets
     ),
     data_dir: str | None = DATA_DIR,
-    as_json: bool = JSON,
+    as_json: Json = False,
 ) -> None:
     """Splits, shapes, classes, examples per class and pixel statistics."""
     from tfvision_cli.data.catalog import describe, open_dataset
@@ -161,24 +165,43 @@ def info(
 AUGMENT_FIELDS = ("augment", "augment_magnitude", "mixup", "cutmix", "random_erasing")
 
 
-def preview(ctx: typer.Context, **values) -> None:
+@group.command(
+    epilog=examples(
+        "tfvision data preview mnist --count 16",
+        "tfvision data preview ./my_images --augment medium --mixup 0.2 -o augmented.png",
+    )
+)
+@takes_config(only=AUGMENT_FIELDS)
+def preview(
+    ctx: typer.Context,
+    name: str = typer.Argument(
+        ..., help="Dataset name or folder.", autocompletion=complete_datasets
+    ),
+    *,
+    out: Path = typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write."),
+    split: str = typer.Option("train", "--split", help="Split to sample from."),
+    count: int = typer.Option(32, "--count", min=1, max=256, help="Number of images."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**32 - 1, help="Which images (seeded sample)."
+    ),
+    data_dir: str | None = DATA_DIR,
+    flags: dict,
+) -> None:
     """A labelled grid of sample images, as a PNG; with augmentation options, each image beside
     what training makes of it (and its soft label, with MixUp/CutMix)."""
-    from tfvision_cli.cli.options import given
     from tfvision_cli.config import TrainConfig
     from tfvision_cli.data.catalog import open_dataset, sample
     from tfvision_cli.plots import image_grid
 
-    dataset = open_dataset(values["name"], data_dir=values["data_dir"])
-    images, labels = sample(dataset, values["split"], values["count"], values["seed"])
+    dataset = open_dataset(name, data_dir=data_dir)
+    images, labels = sample(dataset, split, count, seed)
     names = dataset.info.class_names
-    options = given(ctx, values)
-    title = f"{dataset.info.name} / {values['split']}: {len(images)} samples"
-    if not options:
-        path = image_grid(images, [names[i] for i in labels], values["out"], suptitle=title)
+    title = f"{dataset.info.name} / {split}: {len(images)} samples"
+    if not flags:
+        path = image_grid(images, [names[i] for i in labels], out, suptitle=title)
     else:
-        config = TrainConfig(**options, seed=values["seed"]).validate()
-        path = _augmented_grid(dataset, images, labels, config, values["out"], title)
+        config = TrainConfig(**flags, seed=seed).validate()
+        path = _augmented_grid(dataset, images, labels, config, out, title)
     console.log("wrote {path}", path=path)
     typer.echo(str(path))
 
@@ -219,21 +242,4 @@ def _augmented_grid(dataset, images, labels, config, out: Path, title: str) -> P
     return image_grid(pairs, titles, out, suptitle=f"{title}; each before / after ({used})")
 
 
-_PREVIEW = [
-    (
-        "name",
-        str,
-        typer.Argument(..., help="Dataset name or folder.", autocompletion=complete_datasets),
-    ),
-    ("out", Path, typer.Option(Path("preview.png"), "--out", "-o", help="PNG file to write.")),
-    ("split", str, typer.Option("train", "--split", help="Split to sample from.")),
-    ("count", int, typer.Option(32, "--count", min=1, max=256, help="Number of images.")),
-    (
-        "seed",
-        int,
-        typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Which images (seeded sample)."),
-    ),
-    ("data_dir", str | None, DATA_DIR),
-]
-preview.__signature__ = command_signature(_PREVIEW, ("name",), config_options(only=AUGMENT_FIELDS))
-app.command()(preview)
+app.add_typer(group, name="data")

@@ -2,98 +2,91 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import dataset_option, flag, model_argument, run_dir_of
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import (
+    Json,
+    ModelOption,
+    Name,
+    Quiet,
+    RunDir,
+    dataset_option,
+    examples,
+    model_argument,
+    run_dir_of,
+)
 from tfvision_cli.cli.complete import complete_models
-from tfvision_cli.cli.options import command_signature, config_options, given
+from tfvision_cli.cli.options import takes_config
 from tfvision_cli.compress.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
 
-_OWN = [
-    (
-        "teacher",
-        str,
-        model_argument(
-            ..., help="The teacher: a run (folder, name, latest) or a .keras file (with --dataset)."
-        ),
-    ),
-    (
-        "student",
-        str,
-        typer.Option(
-            ..., "--student", help="The student: a registry model.", autocompletion=complete_models
-        ),
-    ),
-    (
-        "model_option",
-        list[str],
-        typer.Option([], "--model-option", help="KEY=VALUE for the student (repeatable)."),
-    ),
-    (
-        "temperature",
-        float,
-        typer.Option(
-            DEFAULT_TEMPERATURE,
-            "--temperature",
-            min=0.01,
-            max=1000,
-            help="Softens both models' outputs before they are compared.",
-        ),
-    ),
-    (
-        "alpha",
-        float,
-        typer.Option(
-            DEFAULT_ALPHA,
-            "--alpha",
-            min=0.0,
-            max=1.0,
-            help="Weight of the labels' loss; the teacher's gets 1 - alpha.",
-        ),
-    ),
-    (
-        "dataset",
-        str | None,
-        dataset_option(
-            "--dataset", "-d", help="What to train on (default: the teacher's dataset)."
-        ),
-    ),
-    ("run_dir", Path | None, typer.Option(None, "--run-dir", help="Where the student's run goes.")),
-    ("name", str | None, typer.Option(None, "--name", help="Name the student's run.")),
-    ("quiet", bool, flag(False, "--quiet", "-q", help="No progress output.")),
-    ("as_json", bool, flag(False, "--json", help="One JSON object on stdout at the end.")),
-]
+EXAMPLES = examples(
+    "tfvision distill teacher-run --student fastnet",
+    "tfvision distill teacher-run --student mlp --temperature 4 --alpha 0.3",
+)
 
 
-def distill(ctx: typer.Context, **values) -> None:
+@app.command("distill", epilog=EXAMPLES)
+@takes_config(exclude=("model", "init_from", "pretrained"))
+def distill(
+    ctx: typer.Context,
+    teacher: str = model_argument(
+        ..., help="The teacher: a run (folder, name, latest) or a .keras file (with --dataset)."
+    ),
+    *,
+    student: str = typer.Option(
+        ..., "--student", help="The student: a registry model.", autocompletion=complete_models
+    ),
+    model_option: ModelOption = None,
+    temperature: float = typer.Option(
+        DEFAULT_TEMPERATURE,
+        "--temperature",
+        min=0.01,
+        max=1000,
+        help="Softens both models' outputs before they are compared.",
+    ),
+    alpha: float = typer.Option(
+        DEFAULT_ALPHA,
+        "--alpha",
+        min=0.0,
+        max=1.0,
+        help="Weight of the labels' loss; the teacher's gets 1 - alpha.",
+    ),
+    dataset: str | None = dataset_option(
+        "--dataset", "-d", help="What to train on (default: the teacher's dataset)."
+    ),
+    run_dir: RunDir = None,
+    name: Name = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+    flags: dict,
+) -> None:
     """Train a small student to imitate a trained teacher (Keras's Distiller, logits
     distillation); the result is an ordinary run of the student, usable without the teacher."""
     from tfvision_cli.cli.common import parse_model_options
     from tfvision_cli.compress.distill import distill as do_distill
 
-    console.set_quiet(values["quiet"])
-    overrides = given(ctx, values)
-    options = parse_model_options(values["model_option"])
+    console.set_quiet(quiet)
+    overrides = flags
+    options = parse_model_options(model_option)
     if options:
         overrides["model_options"] = options
     reporter = console.TrainingReporter()
     try:
         report = do_distill(
-            values["teacher"],
-            values["student"],
+            teacher,
+            student,
             overrides,
-            run_dir_of(values),
+            run_dir_of(run_dir, name),
             reporter,
-            values["temperature"],
-            values["alpha"],
-            values["dataset"],
+            temperature,
+            alpha,
+            dataset,
         )
     finally:
         reporter.close()
-    if values["as_json"]:
+    if as_json:
         console.emit_json(report)
         return
     m = report["metrics"]
@@ -103,8 +96,3 @@ def distill(ctx: typer.Context, **values) -> None:
         run=report["run_dir"],
     )
     typer.echo(report["run_dir"])
-
-
-distill.__signature__ = command_signature(
-    _OWN, ("teacher",), config_options(exclude=("model", "init_from", "pretrained"))
-)

@@ -7,15 +7,24 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
+from tfvision_cli.cli.app import app
 from tfvision_cli.cli.common import (
     CLASS_MAP,
     TRUST_MODEL,
+    Json,
     dataset_option,
+    examples,
     flag,
     model_argument,
 )
 
+EXAMPLES = examples(
+    "tfvision evaluate latest",
+    "tfvision evaluate flowers --dataset ./holdout --class-map names.yaml --json",
+)
 
+
+@app.command("evaluate", epilog=EXAMPLES)
 def evaluate(
     model: str = model_argument("latest", help="Run directory, latest, .keras or an export."),
     dataset: str | None = dataset_option(
@@ -37,7 +46,7 @@ def evaluate(
     ),
     no_plots: bool = flag(False, "--no-plots", help="Write no pictures."),
     trust_model: bool = TRUST_MODEL,
-    as_json: bool = flag(False, "--json", help="One JSON object on stdout."),
+    as_json: Json = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix, and pictures of the mistakes."""
     from tfvision_cli.artifacts.loaders import load_predictor

@@ -5,21 +5,24 @@ from __future__ import annotations
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import flag, parse_ints
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import Json, examples, parse_ints
 from tfvision_cli.cli.complete import complete_models
 
-app = typer.Typer(help="The model registry.", no_args_is_help=True)
+group = typer.Typer(help="The model registry.", no_args_is_help=True)
 
 INPUT_SHAPE = typer.Option("28,28,1", "--input-shape", help="H,W,C of the images.")
 CLASSES = typer.Option(10, "--classes", min=2, help="Number of classes.")
 
 
-@app.command("list")
+@group.command(
+    "list", epilog=examples("tfvision models list", "tfvision models list --family cnn --json")
+)
 def list_cmd(
     pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'res*'."),
     input_shape: str = INPUT_SHAPE,
     classes: int = CLASSES,
-    as_json: bool = flag(False, "--json", help="JSON list on stdout."),
+    as_json: Json = False,
 ) -> None:
     """Registered models with family, parameters at the given input and a description."""
     from tfvision_cli.models.registry import create_model, get_entry, list_models
@@ -52,12 +55,17 @@ def list_cmd(
     )
 
 
-@app.command()
+@group.command(
+    epilog=examples(
+        "tfvision models show resnet18",
+        "tfvision models show vit_tiny --input-shape 32,32,3 --json",
+    )
+)
 def show(
     name: str = typer.Argument(..., autocompletion=complete_models, help="Model name."),
     input_shape: str = INPUT_SHAPE,
     classes: int = CLASSES,
-    as_json: bool = flag(False, "--json", help="JSON on stdout."),
+    as_json: Json = False,
 ) -> None:
     """Layer summary, parameters and FLOPs per image of one model."""
     from tfvision_cli.models.registry import create_model, get_entry
@@ -92,3 +100,6 @@ def show(
     )
     flops_text = f"{flops / 1e6:,.2f} MFLOPs" if flops else "unknown"
     console.out.print(f"params: {params:,}   FLOPs per image: {flops_text}   input: uint8 {shape}")
+
+
+app.add_typer(group, name="models")

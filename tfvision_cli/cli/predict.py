@@ -8,9 +8,16 @@ import time
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import TRUST_MODEL, flag, model_argument
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import TRUST_MODEL, Json, examples, model_argument
+
+EXAMPLES = examples(
+    "tfvision predict latest digit.png",
+    "find photos -name '*.jpg' | tfvision predict flowers - --json | jq .class_name",
+)
 
 
+@app.command("predict", epilog=EXAMPLES)
 def predict(
     model: str = model_argument(..., help="Run directory, latest, .keras or an export."),
     inputs: list[str] = typer.Argument(
@@ -19,7 +26,7 @@ def predict(
     top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="Classes listed per image."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=65_536, help="Images per batch."),
     trust_model: bool = TRUST_MODEL,
-    as_json: bool = flag(False, "--json", help="NDJSON even on a terminal."),
+    as_json: Json = False,
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
     from tfvision_cli.artifacts.loaders import load_predictor

@@ -7,9 +7,16 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import flag, parse_image_size
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import Json, examples, flag, parse_image_size
+
+EXAMPLES = examples(
+    "tfvision preprocess ./raw_photos --out ./photos --image-size 64",
+    "tfvision preprocess photos.zip --out ./photos --json",
+)
 
 
+@app.command("preprocess", epilog=EXAMPLES)
 def preprocess(
     src: Path = typer.Argument(
         ..., help="Folder of class folders SRC/<class_name>/<images>, or a .zip/.tar[.gz] of one."
@@ -27,7 +34,7 @@ def preprocess(
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Share held out for testing."),
     seed: int = typer.Option(0, "--seed", help="Seed of the stratified split."),
     overwrite: bool = flag(False, "--overwrite", help="Replace OUT if it exists."),
-    as_json: bool = flag(False, "--json", help="Print the summary as JSON on stdout."),
+    as_json: Json = False,
 ) -> None:
     """Decode, resize, split and store a folder of images as a TFDS dataset that trains fast."""
     from tfvision_cli.data.preprocess import preprocess as do_preprocess

@@ -2,91 +2,91 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import choice, flag, model_argument, run_dir_of
-from tfvision_cli.cli.options import command_signature, config_options, given
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import (
+    Json,
+    Name,
+    Quiet,
+    RunDir,
+    choice,
+    examples,
+    model_argument,
+    run_dir_of,
+)
+from tfvision_cli.cli.options import takes_config
 from tfvision_cli.compress.prune import SCHEDULES, SCOPES
 
-_OWN = [
-    ("source", str, model_argument(..., help="The run to prune (folder, name or latest).")),
-    (
-        "sparsity",
-        float,
-        typer.Option(
-            0.8,
-            "--sparsity",
-            min=0.01,
-            max=0.99,
-            help="Fraction of every Conv/Dense kernel's weights set to zero.",
-        ),
-    ),
-    (
-        "pruning_schedule",
-        str,
-        choice(
-            "polynomial",
-            "--pruning-schedule",
-            choices=SCHEDULES,
-            help="polynomial: rise to the sparsity over the first half of the "
-            "epochs (Zhu & Gupta 2017); constant: from the first step.",
-        ),
-    ),
-    (
-        "scope",
-        str,
-        choice(
-            "global",
-            "--scope",
-            choices=SCOPES,
-            help="global: one magnitude threshold for all kernels, the sparsity "
-            "overall (small, sensitive layers keep more); layer: the sparsity in "
-            "every kernel (as TF-MOT).",
-        ),
-    ),
-    (
-        "quantize",
-        str | None,
-        choice(
-            None,
-            "--quantize",
-            choices=("int8", "float16", "dynamic"),
-            help="Also export the pruned model as a quantized .tflite "
-            "(through the parity gate) and report its size.",
-        ),
-    ),
-    ("run_dir", Path | None, typer.Option(None, "--run-dir", help="Where the pruned run goes.")),
-    ("name", str | None, typer.Option(None, "--name", help="Name the pruned run.")),
-    ("quiet", bool, flag(False, "--quiet", "-q", help="No progress output.")),
-    ("as_json", bool, flag(False, "--json", help="The report as JSON on stdout.")),
-]
+EXAMPLES = examples(
+    "tfvision prune latest --sparsity 0.8",
+    "tfvision prune latest --sparsity 0.5 --quantize int8 --json",
+)
 
 
-def prune(ctx: typer.Context, **values) -> None:
+@app.command("prune", epilog=EXAMPLES)
+@takes_config(exclude=("model", "init_from", "pretrained"))
+def prune(
+    ctx: typer.Context,
+    source: str = model_argument(..., help="The run to prune (folder, name or latest)."),
+    *,
+    sparsity: float = typer.Option(
+        0.8,
+        "--sparsity",
+        min=0.01,
+        max=0.99,
+        help="Fraction of every Conv/Dense kernel's weights set to zero.",
+    ),
+    pruning_schedule: str = choice(
+        "polynomial",
+        "--pruning-schedule",
+        choices=SCHEDULES,
+        help="polynomial: rise to the sparsity over the first half of the "
+        "epochs (Zhu & Gupta 2017); constant: from the first step.",
+    ),
+    scope: str = choice(
+        "global",
+        "--scope",
+        choices=SCOPES,
+        help="global: one magnitude threshold for all kernels, the sparsity "
+        "overall (small, sensitive layers keep more); layer: the sparsity in "
+        "every kernel (as TF-MOT).",
+    ),
+    quantize: str | None = choice(
+        None,
+        "--quantize",
+        choices=("int8", "float16", "dynamic"),
+        help="Also export the pruned model as a quantized .tflite "
+        "(through the parity gate) and report its size.",
+    ),
+    run_dir: RunDir = None,
+    name: Name = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+    flags: dict,
+) -> None:
     """Prune a trained model: fine-tune it (2 epochs at a tenth of its learning rate unless
     told) while its smallest weights are masked to zero; the result is an ordinary run whose
     model.keras holds exact zeros. Reports sparsity per layer, accuracy and sizes (gzipped)."""
     from tfvision_cli.compress.prune import prune as do_prune
 
-    console.set_quiet(values["quiet"])
+    console.set_quiet(quiet)
     reporter = console.TrainingReporter()
     try:
         report = do_prune(
-            values["source"],
-            values["sparsity"],
-            values["pruning_schedule"],
-            given(ctx, values),
-            run_dir_of(values),
+            source,
+            sparsity,
+            pruning_schedule,
+            flags,
+            run_dir_of(run_dir, name),
             reporter,
-            values["quantize"],
-            values["scope"],
+            quantize,
+            scope,
         )
     finally:
         reporter.close()
-    if values["as_json"]:
+    if as_json:
         console.emit_json(report)
         return
     _print(report)
@@ -109,8 +109,3 @@ def _print(r: dict) -> None:
     console.print_table(console.table("Pruning", ["", ""], rows, show_header=False))
     layers = [[x["kernel"], f"{x['size']:,}", f"{x['sparsity']:.3f}"] for x in s["layers"]]
     console.print_table(console.table("Per layer", ["kernel", "#weights", "#sparsity"], layers))
-
-
-prune.__signature__ = command_signature(
-    _OWN, ("source",), config_options(exclude=("model", "init_from", "pretrained"))
-)

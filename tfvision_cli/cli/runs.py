@@ -9,10 +9,11 @@ from pathlib import Path
 import typer
 
 from tfvision_cli import console
-from tfvision_cli.cli.common import flag, model_argument
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import Json, examples, flag, model_argument
 from tfvision_cli.cli.complete import complete_runs
 
-app = typer.Typer(
+group = typer.Typer(
     help="Training runs in saved_models/ (or $TFVISION_RUNS_DIR).", no_args_is_help=True
 )
 
@@ -43,8 +44,8 @@ def _dataset(name: str | None) -> str:
     return Path(name).name if name and ("/" in name or "\\" in name) else (name or "")
 
 
-@app.command("list")
-def list_cmd(as_json: bool = flag(False, "--json", help="JSON list on stdout.")) -> None:
+@group.command("list", epilog=examples("tfvision runs list", "tfvision runs list --json"))
+def list_cmd(as_json: Json = False) -> None:
     """Runs, newest first: name, status, epochs done/total, dataset, model, test accuracy."""
     from tfvision_cli.runs import list_runs, runs_root
 
@@ -82,10 +83,10 @@ def list_cmd(as_json: bool = flag(False, "--json", help="JSON list on stdout."))
     console.print_table(t)
 
 
-@app.command()
+@group.command(epilog=examples("tfvision runs show latest", "tfvision runs show flowers --json"))
 def show(
     run: str = model_argument("latest", help="Run name (as `runs list` shows), folder or latest."),
-    as_json: bool = flag(False, "--json", help="One JSON object on stdout."),
+    as_json: Json = False,
 ) -> None:
     """One run: its status, data, model, metrics and configuration."""
     from tfvision_cli.config import read_yaml
@@ -119,7 +120,9 @@ def show(
     console.print_table(console.table("Configuration", ["option", "value"], options))
 
 
-@app.command("rm")
+@group.command(
+    "rm", epilog=examples("tfvision runs rm old-run", "tfvision runs rm run-a run-b --yes")
+)
 def rm(
     runs: list[str] = typer.Argument(
         ..., help="Run names (as `runs list` shows) or folders.", autocompletion=complete_runs
@@ -147,3 +150,6 @@ def rm(
             failed.append(run.path.name)
     if failed:
         raise TfvisionError(f"{len(failed)} of {len(found)} runs not deleted: {', '.join(failed)}")
+
+
+app.add_typer(group, name="runs")

@@ -2,110 +2,85 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import typer
 
 from tfvision_cli import console, interrupts
-from tfvision_cli.cli.common import flag, run_dir_of
-from tfvision_cli.cli.complete import complete_datasets, complete_runs
-from tfvision_cli.cli.options import config_options, given
+from tfvision_cli.cli.app import app
+from tfvision_cli.cli.common import (
+    DATA,
+    OUTPUT,
+    Json,
+    ModelOption,
+    Name,
+    Quiet,
+    RunDir,
+    examples,
+    flag,
+    run_dir_of,
+)
+from tfvision_cli.cli.complete import complete_datasets
+from tfvision_cli.cli.options import takes_config
 
-# The command line's own spelling of a few options, and what is not a training option.
-_OWN = [
-    inspect.Parameter(
-        "dataset",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=typer.Argument(
-            None,
-            help="TFDS name (mnist, cifar10, ...), digits, or a folder. Default: mnist.",
-            autocompletion=complete_datasets,
-            show_default=False,
-        ),
-        annotation=str | None,
+EXAMPLES = examples(
+    "tfvision train mnist --model fastnet --epochs 3",
+    "tfvision train ./my_images --model resnet18 --pretrained --name flowers",
+)
+
+
+@app.command("train", epilog=EXAMPLES)
+@takes_config()
+def train(
+    ctx: typer.Context,
+    dataset: str | None = typer.Argument(
+        None,
+        help="TFDS name (mnist, cifar10, ...), digits, or a folder. Default: mnist.",
+        autocompletion=complete_datasets,
+        show_default=False,
     ),
-    *config_options(),
-    *(
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-        for name, kind, default in (
-            (
-                "config_file",
-                Path | None,
-                typer.Option(None, "--config", help="YAML file of options."),
-            ),
-            (
-                "model_option",
-                list[str],
-                typer.Option([], "--model-option", help="KEY=VALUE for the model (repeatable)."),
-            ),
-            (
-                "image_size",
-                str | None,
-                typer.Option(None, "--image-size", help="Resize images to H or H,W."),
-            ),
-            (
-                "run_dir",
-                Path | None,
-                typer.Option(
-                    None,
-                    "--run-dir",
-                    help="Where the run goes (or is).",
-                    autocompletion=complete_runs,
-                ),
-            ),
-            (
-                "name",
-                str | None,
-                typer.Option(
-                    None,
-                    "--name",
-                    help="Name the run: it goes to the runs folder under this name (what `runs "
-                    "list` shows and every command takes).",
-                ),
-            ),
-            (
-                "resume",
-                bool,
-                flag(False, "--resume", help="Continue a run (--run-dir or latest)."),
-            ),
-            ("quiet", bool, flag(False, "--quiet", "-q", help="No progress output.")),
-            (
-                "as_json",
-                bool,
-                flag(False, "--json", help="One JSON object on stdout at the end."),
-            ),
-        )
+    *,
+    config_file: Path | None = typer.Option(
+        None, "--config", help="YAML file of options.", rich_help_panel=OUTPUT
     ),
-]
-
-
-def train(ctx: typer.Context, **values) -> None:
+    model_option: ModelOption = None,
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="Resize images to H or H,W.", rich_help_panel=DATA
+    ),
+    run_dir: RunDir = None,
+    name: Name = None,
+    resume: bool = flag(
+        False, "--resume", help="Continue a run (--run-dir or latest).", rich_help_panel=OUTPUT
+    ),
+    quiet: Quiet = False,
+    as_json: Json = False,
+    flags: dict,
+) -> None:
     """Train a model; the run (config, best model, history, metrics) goes to saved_models/."""
     from tfvision_cli import config as config_lib
     from tfvision_cli.cli.common import parse_image_size, parse_model_options
     from tfvision_cli.errors import Interrupted
-    from tfvision_cli.runs import RunDir, resolve_run
+    from tfvision_cli.runs import RunDir as Run
+    from tfvision_cli.runs import resolve_run
     from tfvision_cli.training.session import check_config
     from tfvision_cli.training.session import train as do_train
 
-    console.set_quiet(values["quiet"])
-    run_dir, resume = run_dir_of(values), values["resume"]
+    console.set_quiet(quiet)
+    run_dir = run_dir_of(run_dir, name)
     file_values: dict = {}
-    if resume or (run_dir is not None and RunDir(run_dir).exists()):
+    if resume or (run_dir is not None and Run(run_dir).exists()):
         run = resolve_run(run_dir or "latest")
         run_dir = run.path
-        if resume and _already_complete(run, given(ctx, values), values["as_json"]):
+        if resume and _already_complete(run, flags, as_json):
             return
         file_values = config_lib.read_yaml(run.config)
-    if values["config_file"] is not None:
-        file_values.update(config_lib.read_yaml(values["config_file"]))
-    flags = given(ctx, values)
-    size = parse_image_size(values["image_size"])
+    if config_file is not None:
+        file_values.update(config_lib.read_yaml(config_file))
+    size = parse_image_size(image_size)
     flags.update(
-        dataset=values["dataset"],
+        dataset=dataset,
         image_size=list(size) if size else None,
-        model_options=parse_model_options(values["model_option"]) or None,
+        model_options=parse_model_options(model_option or []) or None,
     )
     _architecture_of_init_from(flags, file_values)
     config = config_lib.resolve(None, file_values, flags, validate=False)
@@ -126,7 +101,7 @@ def train(ctx: typer.Context, **values) -> None:
     finally:
         reporter.close()
     m = result.metrics
-    if values["as_json"]:
+    if as_json:
         console.emit_json({"run_dir": str(result.run_dir), "metrics": m})
         return
     console.log(
@@ -170,11 +145,3 @@ def _architecture_of_init_from(flags: dict, file_values: dict) -> None:
         architecture = run_architecture(spec) or {}
         flags["model"] = architecture.get("model", flags.get("model"))
         flags["model_options"] = flags.get("model_options") or architecture.get("model_options")
-
-
-train.__signature__ = inspect.Signature(
-    [
-        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-        *_OWN,
-    ]
-)

@@ -64,7 +64,7 @@ def distill(
     from tfvision_cli.files import write_json
     from tfvision_cli.runs import RunDir
     from tfvision_cli.tf_import import tf
-    from tfvision_cli.training.session import check_config, train
+    from tfvision_cli.training.session import Hooks, check_config, train
 
     if temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {temperature:g}")
@@ -102,7 +102,7 @@ def distill(
             distiller.build(student_model.input_shape)  # BackupAndRestore needs it built
         return distiller
 
-    result = train(config, run_dir=run_dir, on_event=on_event, wrap_model=wrap)
+    result = train(config, run_dir=run_dir, on_event=on_event, hooks=Hooks(wrap_model=wrap))
     result.metrics["distillation"] = {
         "teacher": str(path),
         "temperature": temperature,

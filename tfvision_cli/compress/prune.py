@@ -151,7 +151,7 @@ def prune(
     from tfvision_cli.errors import UsageError
     from tfvision_cli.runs import resolve_run
     from tfvision_cli.tf_import import tf
-    from tfvision_cli.training.session import check_config, train
+    from tfvision_cli.training.session import Hooks, check_config, train
 
     if not 0 < sparsity < 1:
         raise UsageError(f"--sparsity must be between 0 and 1 (exclusive), got {sparsity:g}")
@@ -172,7 +172,7 @@ def prune(
     ramp = ramp_epochs(config.epochs, schedule)
     callback = pruning_callback(sparsity, schedule, ramp, scope)
     result = train(
-        config, run_dir=run_dir, on_event=on_event, extra_callbacks=[callback], keep_from_epoch=ramp
+        config, run_dir=run_dir, on_event=on_event, hooks=Hooks([callback], keep_from_epoch=ramp)
     )
     report = _report(origin, result, sparsity, schedule, quantize)
     report["scope"] = scope

@@ -3,43 +3,46 @@ with --freeze-backbone)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tfvision_cli import interrupts
 from tfvision_cli.compat.keras_multi_worker import multi_worker_fit
-from tfvision_cli.config import TrainConfig
 from tfvision_cli.runs import RunDir
 from tfvision_cli.training.data import Pipelines
 from tfvision_cli.training.model import compile_model, frozen_backbone, open_length
 from tfvision_cli.training.run import Diverged, LostWorker
 
-Emit = Callable[..., None]
-
 
 @dataclass
 class TrainCallbacks:
-    all: list
+    """tfvision's callbacks in named slots, run in this order at every epoch's end:
+
+    guards: stop on Ctrl-C/SIGTERM and on a NaN loss, before anything is written;
+    writers: the best model, history.csv, TensorBoard logs, progress events;
+    extra: the caller's (tune's trial pruning, prune's masks): after the epoch's files;
+    commit: the Backup, which commits the epoch only after everything above ran, so that a
+        kill in between makes the resumed run redo the epoch;
+    after: what only decides whether to go on (--early-stopping), once the epoch is kept."""
+
+    guards: list
+    writers: list
+    extra: list
+    commit: list
+    after: list
     best: object  # BestModel
     progress: object  # ProgressEvents
     nan_guard: object  # StopOnNaN
     logger: object  # ResumableCSVLogger
     notes: dict = field(default_factory=dict)  # what happened, for metrics.json
 
+    @property
+    def all(self) -> list:
+        return [*self.guards, *self.writers, *self.extra, *self.commit, *self.after]
 
-def make_callbacks(
-    config: TrainConfig,
-    run: RunDir,
-    own: RunDir,
-    resuming: bool,
-    is_chief: bool,
-    state: dict,
-    monitor: str,
-    steps: int,
-    emit: Emit,
-    keep_from_epoch: int = 1,
-) -> TrainCallbacks:
-    """tfvision's callbacks in the order that keeps a run resumable after any kill."""
+
+def make_callbacks(session, state: dict, own: RunDir, monitor: str) -> TrainCallbacks:
+    """tfvision's callbacks for a TrainSession (training/session.py), and the caller's extra
+    ones in their slot."""
     import keras
 
     from tfvision_cli.training.callbacks import (
@@ -52,32 +55,32 @@ def make_callbacks(
         StopOnNaN,
     )
 
+    config, run, is_chief = session.config, session.run, session.placement.is_chief
+
     def saved(epoch: int, value: float) -> None:
         if is_chief:
             run.update_state(best_epoch=epoch, best_value=value, monitor=monitor)
 
     nan_guard = StopOnNaN()
-    best = BestModel(run.model, monitor, state.get("best_value"), is_chief, saved, keep_from_epoch)
-    progress = ProgressEvents(emit, config.epochs, steps)
-    logger = ResumableCSVLogger(
-        str(own.history), resuming and is_chief, Backup.epochs_done(run.backup)
+    keep_from = session.hooks.keep_from_epoch
+    best = BestModel(run.model, monitor, state.get("best_value"), is_chief, saved, keep_from)
+    progress = ProgressEvents(session.emit, config.epochs, session.pipes.steps)
+    resuming = session.resuming and is_chief
+    logger = ResumableCSVLogger(str(own.history), resuming, Backup.epochs_done(run.backup))
+    restore = None if is_chief else str(run.backup)
+    return TrainCallbacks(
+        guards=[StopOnInterrupt(), nan_guard],
+        writers=[best, logger, EpochTensorBoard(str(own.logs)), progress],
+        extra=list(session.hooks.callbacks),
+        commit=[Backup(str(own.backup), nan_guard, restore_from=restore)],
+        after=[keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")]
+        if config.early_stopping
+        else [],
+        best=best,
+        progress=progress,
+        nan_guard=nan_guard,
+        logger=logger,
     )
-    # Backup comes last: it commits an epoch only after the model, history row and logs of
-    # that epoch are written, so a kill in between makes the resumed run redo the epoch.
-    callbacks = [
-        StopOnInterrupt(),
-        nan_guard,
-        best,
-        logger,
-        EpochTensorBoard(str(own.logs)),
-        progress,
-        Backup(str(own.backup), nan_guard, restore_from=None if is_chief else str(run.backup)),
-    ]
-    if config.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")
-        )
-    return TrainCallbacks(callbacks, best, progress, nan_guard, logger)
 
 
 def fit(model, pipelines: Pipelines, callbacks: TrainCallbacks, config, placement, run) -> dict:

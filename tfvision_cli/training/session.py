@@ -1,5 +1,6 @@
-"""train(config) -> TrainResult: the stages of tfvision_cli/training/ composed in the keras-io order
-(data, model, train, evaluate)."""
+"""train(config) -> TrainResult: a TrainSession's stages, prepare -> build -> fit -> report
+(the keras-io order: data, model, train, evaluate). tune, prune, distill and --adversarial add
+to a training through Hooks, never by editing these stages."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfvision_cli.config import TrainConfig, parse_adversarial
@@ -62,103 +63,137 @@ class TrainResult:
     metrics: dict
 
 
+@dataclass
+class Hooks:
+    """What a caller adds to a training (tune, prune, distill, --adversarial).
+
+    callbacks: Keras callbacks run in TrainCallbacks' `extra` slot (after the epoch's files are
+        written, before the backup commits the epoch);
+    keep_from_epoch: epochs before this one are never kept as the best (prune's ramp);
+    wrap_model: (model, placement) -> the model to fit (distill's Distiller around the
+        student, adversarial training's wrapper); the run keeps models.io.trained_model's."""
+
+    callbacks: list = field(default_factory=list)
+    keep_from_epoch: int = 1
+    wrap_model: Callable | None = None
+
+
 def train(
     config: TrainConfig,
     run_dir: Path | None = None,
     resume: bool = False,
     on_event: Callable[..., None] | None = None,
-    extra_callbacks: list | None = None,
-    keep_from_epoch: int = 1,
-    wrap_model: Callable | None = None,
+    hooks: Hooks | None = None,
 ) -> TrainResult:
-    """Train config.model on config.dataset; write the run directory; return its metrics.
-
-    extra_callbacks: Keras callbacks of the caller's (tune's trial pruning, prune's masks), run
-    after tfvision's own and before the epoch's backup is committed.
-    keep_from_epoch: epochs before this one are never kept as the best (prune's ramp).
-    wrap_model: model -> the model to fit (distill's Distiller around the student); the run
-    keeps what models.io.trained_model finds in it."""
+    """Train config.model on config.dataset; write the run directory; return its metrics."""
+    session = TrainSession(config, run_dir, resume, on_event, hooks or Hooks())
     with contextlib.ExitStack() as stack:  # what lives as long as the training (--cache disk)
-        return _train(
-            stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_epoch, wrap_model
+        session.prepare(stack)
+        session.build()
+        with (
+            run_lifecycle(
+                session.run, session.resuming, session.is_chief, session.config, *session.shape
+            ) as state,
+            own_files(session.run, session.is_chief, session.placement.worker_index) as own,
+        ):
+            session.fit(state, own)
+            metrics = session.report(state)
+    return TrainResult(session.run.path, metrics)
+
+
+class TrainSession:
+    """One training in stages: prepare (TensorFlow, the run, the devices, the data) -> build
+    (the model) -> fit (the callbacks and model.fit) -> report (test, metrics.json)."""
+
+    def __init__(self, config, run_dir, resume, on_event, hooks: Hooks):
+        self.config: TrainConfig = config
+        self.run_dir, self.resume, self.hooks = run_dir, resume, hooks
+        self.emit = on_event or (lambda kind, **data: None)
+        self.run = self.placement = self.info = self.splits = self.pipes = None
+        self.model = self.callbacks = None
+        self.resuming = False
+        self.history: dict = {}
+        self.train_seconds = self.tf_imported = 0.0
+
+    @property
+    def is_chief(self) -> bool:
+        return self.placement.is_chief
+
+    @property
+    def shape(self) -> tuple:
+        """(dataset info, image shape): what run_lifecycle records."""
+        return self.info, self.splits.shape
+
+    def prepare(self, stack: contextlib.ExitStack) -> None:
+        from tfvision_cli.models.registry import get_entry
+        from tfvision_cli.training.distribute import choose_strategy, cluster_size
+
+        config = self.config
+        self.hooks.wrap_model = _adversarial(config, self.hooks.wrap_model)
+        setup_tensorflow(config)
+        self.tf_imported = time.perf_counter()
+        if not config.model.endswith(".keras"):
+            get_entry(config.model)  # an unknown model fails before any data is read
+        config = resolve_paths(config)
+        multi_worker = config.strategy in ("auto", "multi-worker") and cluster_size() > 1
+        if self.run_dir is None and multi_worker:
+            raise UsageError(
+                "multi-worker training needs --run-dir: the same folder on every worker, on "
+                "storage they all see (the chief writes it, the others read its checkpoints)"
+            )
+        self.run, self.resuming = choose_run(config, self.run_dir, self.resume)
+        placement = self.placement = choose_strategy(config.strategy)
+        self.emit(
+            "placement",
+            text=placement.describe(),
+            replicas=placement.replicas,
+            worker=placement.worker_index,
+            workers=placement.num_workers,
         )
+        self.config, self.info, self.splits, self.pipes = _data(stack, config, placement, self.emit)
 
-
-def _train(stack, config, run_dir, resume, on_event, extra_callbacks, keep_from_epoch, wrap_model):
-    from tfvision_cli.models.registry import get_entry
-    from tfvision_cli.training.distribute import choose_strategy, cluster_size
-
-    emit = on_event or (lambda kind, **data: None)
-    wrap_model = _adversarial(config, wrap_model)
-    setup_tensorflow(config)
-    tf_imported = time.perf_counter()
-    if not config.model.endswith(".keras"):
-        get_entry(config.model)  # an unknown model fails before any data is read
-    config = resolve_paths(config)
-    if run_dir is None and config.strategy in ("auto", "multi-worker") and cluster_size() > 1:
-        raise UsageError(
-            "multi-worker training needs --run-dir: the same folder on every worker, on storage "
-            "they all see (the chief writes it, the others read its checkpoints)"
+    def build(self) -> None:
+        """The model; the run directory is written only once it builds."""
+        config, splits, pipes = self.config, self.splits, self.pipes
+        model, notes = build_model(
+            config, splits.shape, self.info.class_names, self.placement, pipes.steps
         )
-    run, resuming = choose_run(config, run_dir, resume)
-    placement = choose_strategy(config.strategy)
-    emit(
-        "placement",
-        text=placement.describe(),
-        replicas=placement.replicas,
-        worker=placement.worker_index,
-        workers=placement.num_workers,
-    )
+        splits.notes.update(notes)
+        if self.hooks.wrap_model is not None:
+            model = self.hooks.wrap_model(model, self.placement)
+            compile_model(model, config, pipes.steps, self.placement)
+        self.model = model
 
-    config, info, splits, pipes = _data(stack, config, placement, emit)
-
-    # Model: the run directory is written only once it builds
-    model, notes = build_model(config, splits.shape, info.class_names, placement, pipes.steps)
-    splits.notes.update(notes)
-    if wrap_model is not None:
-        model = wrap_model(model, placement)
-        compile_model(model, config, pipes.steps, placement)
-
-    # Train
-    is_chief = placement.is_chief
-    monitor = "val_accuracy" if pipes.val is not None else "accuracy"
-    with (
-        run_lifecycle(run, resuming, is_chief, config, info, splits.shape) as state,
-        own_files(run, is_chief, placement.worker_index) as own,
-    ):
-        emit("run", path=str(run.path), resuming=resuming)
-        callbacks = make_callbacks(
-            config,
-            run,
-            own,
-            resuming,
-            is_chief,
-            state,
-            monitor,
-            pipes.steps,
-            emit,
-            keep_from_epoch,
-        )
-        callbacks.all[-1:-1] = extra_callbacks or []
+    def fit(self, state: dict, own) -> None:
+        self.emit("run", path=str(self.run.path), resuming=self.resuming)
+        monitor = "val_accuracy" if self.pipes.val is not None else "accuracy"
+        self.callbacks = make_callbacks(self, state, own, monitor)
         start = time.perf_counter()
-        history = fit(model, pipes, callbacks, config, placement, run)
-        train_seconds = time.perf_counter() - start
+        self.history = fit(
+            self.model, self.pipes, self.callbacks, self.config, self.placement, self.run
+        )
+        self.train_seconds = time.perf_counter() - start
 
-        # Evaluate
-        splits.notes.update(callbacks.notes)
-        splits.notes.update(finish_model(model, pipes, callbacks, run, config, placement))
+    def report(self, state: dict) -> dict:
+        """The best weights restored and tested; metrics.json, assembled here only."""
+        model, pipes, splits, run = self.model, self.pipes, self.splits, self.run
+        splits.notes.update(self.callbacks.notes)
+        splits.notes.update(
+            finish_model(model, pipes, self.callbacks, run, self.config, self.placement)
+        )
+        first_step = self.callbacks.progress.first_step_done
         metrics = {
-            **test_report(model, pipes, placement),
+            **test_report(model, pipes, self.placement),
             "test_examples": size(splits.test),
-            **_session(history, state, pipes, size(splits.train), train_seconds),
-            "seconds_to_first_step": _since(tf_imported, callbacks.progress.first_step_done),
-            "best_epoch": run.read_state().get("best_epoch") if is_chief else None,
-            **_what_trained(config, pipes, placement, trained_model(model)),
+            **_session(self.history, state, pipes, size(splits.train), self.train_seconds),
+            "seconds_to_first_step": _since(self.tf_imported, first_step),
+            "best_epoch": run.read_state().get("best_epoch") if self.is_chief else None,
+            **_what_trained(self.config, pipes, self.placement, trained_model(model)),
             "notes": splits.final_notes(),
         }
-        if is_chief:
+        if self.is_chief:
             write_json(run.metrics, metrics)
-    return TrainResult(run.path, metrics)
+        return metrics
 
 
 def _what_trained(config: TrainConfig, pipes, placement, kept) -> dict:

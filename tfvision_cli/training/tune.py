@@ -423,7 +423,7 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
 
     from tfvision_cli.compat.tf_custom_gradients import released
     from tfvision_cli.training.callbacks import TrialPruning
-    from tfvision_cli.training.session import train
+    from tfvision_cli.training.session import Hooks, train
 
     trial.set_user_attr("pid", os.getpid())
     trial.set_user_attr("host", socket.gethostname())
@@ -433,7 +433,7 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
     pruning = TrialPruning(trial, study.metric)
     try:
         with released():  # the trial's graphs, which TensorFlow's gradient registry would keep
-            result = train(config, run_dir=run_dir, extra_callbacks=[pruning])
+            result = train(config, run_dir=run_dir, hooks=Hooks(callbacks=[pruning]))
     finally:
         keras.backend.clear_session()  # memory stays flat across trials
         gc.collect()
@@ -541,3 +541,88 @@ def _plots(study_dir: Path, optuna_study) -> list[str]:
 
 def grid_size(space: list[Dimension]) -> int:
     return len(list(itertools.product(*(d.choices for d in space))))
+
+
+def resumed_study(study_dir: Path | None, trials: int | None, storage: str | None) -> Study:
+    """The study in --study-dir, continued (--trials raises its count; --storage gives the
+    password the study file does not keep)."""
+    if study_dir is None:
+        raise UsageError("--resume needs --study-dir")
+    study = load_study(study_dir)
+    if trials:
+        study.trials = trials
+    if storage and without_password(storage) == study.storage:
+        study.storage = storage  # the password, for this process only
+    return study
+
+
+def new_study(
+    dataset: str | None,
+    space_file: Path | None,
+    fixed: dict,
+    sampler: str,
+    pruner: str,
+    metric: str,
+    trials: int | None,
+    storage: str | None,
+) -> Study:
+    """A study from the command line, every name and value checked before TensorFlow."""
+    if space_file is None or dataset is None:
+        raise UsageError("give DATASET and --space (or --resume --study-dir DIR)")
+    try:
+        text = space_file.read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read {space_file}: {e.strerror}") from None
+    space = parse_space(config_lib.load_yaml(text, f"space file {space_file}"), str(space_file))
+    if sampler == "grid":
+        grid_of(space)
+        trials = min(trials or grid_size(space), grid_size(space))
+    study = Study(
+        dataset=dataset,
+        space=space,
+        fixed=fixed,
+        sampler=sampler,
+        pruner=pruner,
+        metric=metric,
+        trials=trials or 20,
+        seed=fixed.get("seed", 0),
+        storage=storage,
+    )
+    _check_first_trial(study)
+    if study.storage:
+        check_storage(study.storage)
+    return study
+
+
+def _check_first_trial(study: Study) -> None:
+    """The fixed options with the first choice (or the low end) of every dimension."""
+    from tfvision_cli.training.session import check_config
+
+    first = {d.name: d.choices[0] if d.choices else d.low for d in study.space}
+    try:
+        check_config(trial_config(study, first))
+    except UsageError as e:
+        raise UsageError(f"with the space's first values: {e}") from None
+
+
+def study_folder(study: Study, study_dir: Path | None) -> Path:
+    """The study's folder (default saved_models/tune-DATASET-TIME), created, or joined when the
+    same command started elsewhere at once created it; a folder that is not a tfvision study,
+    or holds another study, is refused."""
+    import re
+    import time
+
+    from tfvision_cli.files import is_temporary
+    from tfvision_cli.runs import runs_root
+
+    if study_dir is None:
+        slug = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(study.dataset).name).strip("_") or "data"
+        study_dir = runs_root() / f"tune-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    others = study_dir.exists() and any(not is_temporary(p.name) for p in study_dir.iterdir())
+    if others and not (study_dir / STUDY_FILE).exists():
+        raise UsageError(f"{study_dir} exists and is not a tfvision study; refusing to use it")
+    # the same command started on other processes at once: one creates, the others join
+    on_disk = dataclasses.replace(study, storage=without_password(study.storage))
+    if not create_study_file(study_dir, study) and load_study(study_dir) != on_disk:
+        raise UsageError(f"{study_dir} holds another study", hint="--resume continues it as it is")
+    return study_dir

@@ -57,6 +57,7 @@ def export(
     examples: int = 1000,
     calibration: int = 300,
     force: bool = False,
+    version: int | None = None,
 ) -> ExportResult:
     """Export a Keras predictor to fmt; verify parity unless verify=False. An existing export
     at out is replaced only with force; anything else there is never touched."""
@@ -75,6 +76,8 @@ def export(
             source, fmt, Path(out), quantize, verify, min_agreement, examples, calibration, force
         )
     folder = Path(out) if out else default_folder(source, fmt, quantize)
+    if version is not None:  # TF Serving's layout: BASE/VERSION/saved_model.pb
+        folder = folder / str(_check_version(fmt, version))
     _check_not_source(source, folder)
     check_replaceable(folder, "export", force)  # before minutes of work, not after
 
@@ -193,6 +196,14 @@ def _class_below(per_class: dict, min_agreement: float):
     return worst
 
 
+def _check_version(fmt: str, version: int) -> int:
+    if fmt != "savedmodel":
+        raise UsageError("--version applies to --format savedmodel (TF Serving's layout)")
+    if not 1 <= version < 2**63:
+        raise UsageError(f"--version must be a positive integer, got {version}")
+    return version
+
+
 def default_folder(source: Predictor, fmt: str, quantize: str) -> Path:
     base = source.run_dir if source.run_dir else source.path.parent
     return Path(base) / "exports" / (fmt if quantize == "none" else f"{fmt}-{quantize}")
@@ -247,9 +258,40 @@ def write_keras(model, folder: Path, quantize: str, calibration) -> Path:
     return save_model(model, folder / FORMATS["keras"].artifact)
 
 
+# The SavedModel's signatures, as TF Serving (and `tfvision serve`) show them
+IMAGES_SIGNATURE = "serving_default"  # images: uint8 (N, H, W, C)
+BYTES_SIGNATURE = "image_bytes"  # image_bytes: string (N,), encoded PNG/JPEG/BMP/GIF
+OUTPUT = "probabilities"  # float32 (N, classes), both signatures
+
+
 def write_savedmodel(model, folder: Path, quantize: str, calibration) -> Path:
+    """Two signatures: serving_default takes uint8 images as the other formats do; image_bytes
+    takes encoded images and decodes, converts and resizes them in the graph as `predict` does
+    (data/images_tf.py), so that TF Serving itself serves raw PNG/JPEG bytes."""
+    import keras
+
+    from tfvision_cli.data.images_tf import decode_images
+    from tfvision_cli.tf_import import tf as import_tf
+
+    tf = import_tf()
+    h, w, c = (int(d) for d in _called_once(model).inputs[0].shape[1:])
+
+    def from_images(images):
+        return {OUTPUT: model(images, training=False)}
+
+    def from_bytes(image_bytes):
+        return {OUTPUT: model(decode_images(image_bytes, (h, w), c), training=False)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        IMAGES_SIGNATURE, from_images, [tf.TensorSpec((None, h, w, c), tf.uint8, name="images")]
+    )
+    archive.add_endpoint(
+        BYTES_SIGNATURE, from_bytes, [tf.TensorSpec((None,), tf.string, name="image_bytes")]
+    )
     with quiet_stderr():
-        _called_once(model).export(str(folder), format="tf_saved_model", verbose=False)
+        archive.write_out(str(folder), verbose=False)
     return folder
 
 

@@ -41,6 +41,9 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
         return keras_predictor(path, meta.get("class_names"), meta.get("dataset"), run_dir, None)
     if _is_export(path):
         return load_exported(path, trust=trust)
+    version = serving_version(path)
+    if version is not None:  # a TF Serving base folder: its highest version
+        return load_exported(path / str(version), trust=trust)
     if path.exists():
         raise UsageError(
             f"{spec} is not a model",
@@ -50,6 +53,19 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
         f"model {spec} does not exist.{close_run_names(spec)}",
         hint="give a run directory or name, `latest`, a .keras file or an exported model",
     )
+
+
+def serving_version(path: Path) -> int | None:
+    """The highest numbered version in a TF Serving base folder (BASE/N/saved_model.pb), or
+    None when path is no such folder."""
+    if not path.is_dir():
+        return None
+    versions = [
+        int(p.name)
+        for p in path.iterdir()
+        if p.name.isdigit() and not p.name.startswith("0") and (p / "saved_model.pb").is_file()
+    ]
+    return max(versions, default=None)
 
 
 def _is_export(path: Path) -> bool:

@@ -81,7 +81,7 @@ _ALLOWED_BY_KIND = {
     "images: decoding (from bytes a caller sends, never from a file) and resizing": """
         DecodeImage DecodePng DecodeJpeg DecodeBmp DecodeGif ResizeBilinear
         ResizeNearestNeighbor ResizeBicubic ResizeArea ScaleAndTranslate RGBToHSV HSVToRGB
-        AdjustContrastv2
+        AdjustContrastv2 ExtractJpegShape DecodeRaw Substr
     """,
     "strings that name checkpoint shards (no file access of their own)": """
         StringJoin ShardedFilename StaticRegexFullMatch

@@ -19,6 +19,7 @@ from tfvision_cli.cli import (  # noqa: F401 (importing a command module registe
     prune,
     robustness,
     runs,
+    serve,
     train,
     tune,
 )

@@ -13,7 +13,7 @@ from tfvision_cli.cli.common import Json, choice, examples, flag, model_argument
 
 EXAMPLES = examples(
     "tfvision export latest --format tflite --quantize int8",
-    "tfvision export latest -f savedmodel --out serving/mnist/1",
+    "tfvision export latest -f savedmodel --version 1 --out serving/mnist",
 )
 
 
@@ -44,6 +44,12 @@ def export(
     examples: int = typer.Option(
         1000, "--examples", min=1, max=1_000_000, help="Held-out images to compare."
     ),
+    version: int | None = typer.Option(
+        None,
+        "--version",
+        min=1,
+        help="Write OUT/VERSION/ (TF Serving's layout of numbered versions; savedmodel only).",
+    ),
     as_json: Json = False,
 ) -> None:
     """Export a trained model and prove it predicts like the Keras model (the parity gate)."""
@@ -55,7 +61,9 @@ def export(
     if not verify:
         console.warn("--no-verify: the export is NOT checked against the Keras model")
     source = load_predictor(model)
-    result = do_export(source, fmt, out, quantize, verify, min_agreement, examples, force=force)
+    result = do_export(
+        source, fmt, out, quantize, verify, min_agreement, examples, force=force, version=version
+    )
     if as_json:
         console.emit_json({"path": str(result.path), **result.metadata})
         return

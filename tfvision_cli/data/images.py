@@ -7,6 +7,7 @@ a file exactly as training saw the images it learnt from.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -71,6 +72,16 @@ def read_image_noted(
         return _to_array(im, size, channels), notes
 
 
+def read_image_bytes(
+    data: bytes, size: tuple[int, int] | None, channels: int, label: str = "image"
+) -> tuple[np.ndarray, list[str]]:
+    """read_image_noted for an image held in memory (an upload, a base64 string): the same
+    formats, limits, conversions and notes; errors name it by label."""
+    with _opened(data, label=label) as im:
+        notes = conversion_notes(im, size, channels)
+        return _to_array(im, size, channels), notes
+
+
 # A resize by more than this factor, either way, is noted: a model trained on images of another
 # size seldom predicts them well.
 RESIZE_NOTE_FACTOR = 2.0
@@ -117,16 +128,17 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, str]:
 
 
 @contextlib.contextmanager
-def _opened(path: str | os.PathLike, load: bool = True):
-    """The image opened (and decoded, with load) under tfvision's limits; every failure
-    becomes an ImageReadError naming the file and the reason."""
+def _opened(source: str | os.PathLike | bytes, load: bool = True, label: str = "image"):
+    """The image (a file, or bytes named by label) opened, and decoded with load, under
+    tfvision's limits; every failure becomes an ImageReadError naming it and the reason."""
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
+    in_memory = isinstance(source, bytes | bytearray)
+    p = label if in_memory else Path(source)
     try:
-        if p.stat().st_size == 0:
-            raise ImageReadError(f"{p}: empty file")
-        with open_image(p) as im:
+        if (len(source) if in_memory else p.stat().st_size) == 0:
+            raise ImageReadError(f"{p}: empty {'data' if in_memory else 'file'}")
+        with open_image(io.BytesIO(source) if in_memory else p) as im:
             _check_size(p, im.width, im.height)
             if load:
                 im.seek(0)
@@ -148,7 +160,7 @@ def _opened(path: str | os.PathLike, load: bool = True):
         raise ImageReadError(f"{p}: {reason}") from None
 
 
-def _check_size(p: Path, width: int, height: int) -> None:
+def _check_size(p: Path | str, width: int, height: int) -> None:
     """Refuse, from the header alone, sizes that decoding or resizing cannot afford."""
     if width * height > MAX_PIXELS:
         raise ImageReadError(f"{p}: {width}x{height} pixels is over the limit of {MAX_PIXELS:,}")

@@ -78,25 +78,29 @@ def _flush(predictor, pending, top_k: int) -> Iterator[dict]:
     good = [a for _, a, _ in pending if a is not None]
     probs = predictor.predict(np.stack(good), batch_size=len(good)) if good else None
     names = predictor.class_names
-    k = max(1, min(top_k, len(names)))
     i = 0
     for path, array, error_or_notes in pending:
         if array is None:
             yield {"path": path, "error": _reason(path, error_or_notes)}
             continue
-        p = probs[i]
+        yield record(path, probs[i], names, top_k, error_or_notes)
         i += 1
-        order = np.argsort(-p)[:k]
-        yield {
-            "path": path,
-            "label": int(order[0]),
-            "class_name": names[order[0]],
-            "confidence": round(float(p[order[0]]), 6),
-            "top_k": [
-                {"class_name": names[j], "label": int(j), "probability": round(float(p[j]), 6)}
-                for j in order
-            ],
-        } | ({"notes": error_or_notes} if error_or_notes else {})
+
+
+def record(path: str, p: np.ndarray, names: list[str], top_k: int, notes: list[str]) -> dict:
+    """One prediction as `predict` prints it (and `serve`'s /predict answers it)."""
+    k = max(1, min(top_k, len(names)))
+    order = np.argsort(-p)[:k]
+    return {
+        "path": path,
+        "label": int(order[0]),
+        "class_name": names[order[0]],
+        "confidence": round(float(p[order[0]]), 6),
+        "top_k": [
+            {"class_name": names[j], "label": int(j), "probability": round(float(p[j]), 6)}
+            for j in order
+        ],
+    } | ({"notes": notes} if notes else {})
 
 
 def _reason(path: str, error: str | None) -> str:

@@ -188,6 +188,10 @@ class TrainConfig:
         0, "Stop after this many epochs without improvement (0: off).", low=0, high=100_000
     )
     seed: int = option(0, "Random seed: same seed, same result.", low=0, high=2**32 - 1)
+    calibrate: bool = option(
+        False,
+        "After training, fit the temperature on the validation split (as `tfvision calibrate`).",
+    )
     data_dir: str | None = option(None, "TFDS data directory (default: $TFDS_DATA_DIR).")
     cache: str = option(
         "auto",

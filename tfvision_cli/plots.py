@@ -223,3 +223,60 @@ def robustness(report: dict, out: Path) -> Path:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, out)
+
+
+def reliability_diagram(calibration: dict, out: Path) -> Path:
+    """Accuracy against confidence per bin, the gap to the diagonal shaded, the bin counts."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(4.6, 5.2), dpi=110, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    bins = calibration["bins"]
+    width = bins[0]["high"] - bins[0]["low"]
+    filled = [b for b in bins if b["count"]]
+    centres = [(b["low"] + b["high"]) / 2 for b in filled]
+    top.bar(
+        centres, [b["accuracy"] for b in filled], width=width, color="#4a7fb5", label="accuracy"
+    )
+    top.bar(
+        centres,
+        [b["confidence"] - b["accuracy"] for b in filled],
+        bottom=[b["accuracy"] for b in filled],
+        width=width,
+        color="#d95f5f",
+        alpha=0.45,
+        hatch="//",
+        label="gap to confidence",
+    )
+    top.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+    temperature = calibration.get("temperature")
+    how = f", temperature {temperature:.3g}" if temperature else ", not calibrated"
+    top.set(
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"ECE {calibration['ece']:.4f}, MCE {calibration['mce']:.4f}{how}",
+    )
+    top.legend(fontsize=8, loc="upper left")
+    bottom.bar([(b["low"] + b["high"]) / 2 for b in bins], [b["count"] for b in bins], width=width)
+    bottom.set(xlabel="confidence", ylabel="images", yscale="symlog")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def risk_coverage(risk: np.ndarray, aurc: float, out: Path) -> Path:
+    """The error rate of the k most confident images (risk[k-1]) against the share kept."""
+    plt = _pyplot()
+    coverage = np.arange(1, len(risk) + 1) / len(risk)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), dpi=110)
+    ax.plot(coverage, risk, lw=1.2)
+    ax.set(
+        xlabel="coverage (share of images answered, most confident first)",
+        ylabel="error rate of those answered",
+        xlim=(0, 1),
+        ylim=(0, max(float(risk.max()) * 1.1, 1e-3)),
+        title=f"Risk-coverage: AURC {aurc:.4f}",
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, out)

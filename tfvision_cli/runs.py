@@ -62,6 +62,7 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.json")
     history = property(lambda self: self.path / "history.csv")
     classes = property(lambda self: self.path / "classes.json")
+    calibration = property(lambda self: self.path / "calibration.json")
     backup = property(lambda self: self.path / "backup")
     logs = property(lambda self: self.path / "logs")
     state = property(lambda self: self.path / "run.json")
@@ -257,12 +258,20 @@ _RUN_FILES = frozenset(
         "metrics.json",
         "history.csv",
         "classes.json",
+        "calibration.json",
         "run.json",
         "run.lock",
     }
 )
 _RUN_PICTURES = frozenset(
-    {"confusion_matrix.png", "confident_mistakes.png", "training_curves.png", "robustness.png"}
+    {
+        "confusion_matrix.png",
+        "confident_mistakes.png",
+        "training_curves.png",
+        "robustness.png",
+        "reliability_diagram.png",
+        "risk_coverage.png",
+    }
 )
 _BACKUP_FILES = frozenset({"latest.weights.h5", "training_metadata.json"})
 

@@ -384,7 +384,12 @@ def _metadata(source: Predictor, fmt, quantize, artifact: Path, folder: Path, pa
         "output": {
             "shape": [None, len(source.class_names)],
             "dtype": "float32",
-            "meaning": "class probabilities (softmax)",
+            "meaning": "class probabilities (softmax)"
+            + (
+                f", calibrated (temperature {source.calibration['temperature']:.4g} inside)"
+                if source.calibration
+                else ""
+            ),
         },
         "preprocessing_inside": [_describe_layer(layer) for layer in stem],
         "source": {
@@ -397,7 +402,7 @@ def _metadata(source: Predictor, fmt, quantize, artifact: Path, folder: Path, pa
         "options": {"format": fmt, "quantize": quantize},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "parity": parity,
-    }
+    } | ({"calibration": source.calibration} if source.calibration else {})
 
 
 def _describe_layer(layer) -> str:

@@ -38,7 +38,11 @@ def load_predictor(spec: str, trust: bool = False) -> Predictor:
         if run_dir is not None and not meta:
             meta = _read_json(RunDir(run_dir).classes)
             meta["dataset"] = _read_config(RunDir(run_dir)).get("dataset")
-        return keras_predictor(path, meta.get("class_names"), meta.get("dataset"), run_dir, None)
+        p = keras_predictor(path, meta.get("class_names"), meta.get("dataset"), run_dir, None)
+        if run_dir is not None and path.resolve() == RunDir(run_dir).model.resolve():
+            return calibrated(p, RunDir(run_dir))  # the run's own model: as the run
+        p.calibration = meta.get("calibration")
+        return p
     if _is_export(path):
         return load_exported(path, trust=trust)
     version = serving_version(path)
@@ -79,9 +83,45 @@ def _run_predictor(run: RunDir) -> Predictor:
         raise UsageError(f"run {run.path} has no model.keras yet (did training finish an epoch?)")
     meta = _read_json(run.classes)
     config = _read_config(run)
-    return keras_predictor(
+    predictor = keras_predictor(
         run.model, meta.get("class_names"), config.get("dataset"), run.path, config.get("data_dir")
     )
+    return calibrated(predictor, run)
+
+
+def calibrated(predictor: Predictor, run: RunDir) -> Predictor:
+    """The run's calibration (`tfvision calibrate`), if it has one, set inside its Keras model:
+    every consumer (evaluate, predict, compare, explain, serve, every export) sees calibrated
+    probabilities."""
+    from tfvision_cli.models.io import scale_logits
+
+    record = read_calibration(run)
+    if record is not None:
+        scale_logits(predictor.keras_model, 1.0 / record["temperature"])
+        predictor.calibration = record
+    return predictor
+
+
+def read_calibration(run: RunDir) -> dict | None:
+    """A run's calibration.json, or None; a file that is not tfvision's record is an error
+    (it would silently change every probability)."""
+    import math
+
+    if not run.calibration.is_file():
+        return None
+    record = _read_json(run.calibration)
+    t = record.get("temperature")
+    if (
+        record.get("method") != "temperature"
+        or not isinstance(t, float | int)
+        or not math.isfinite(t)
+        or t <= 0
+    ):
+        raise TfvisionError(
+            f"{run.calibration} is not a calibration tfvision wrote",
+            hint="remove it, or write it again with tfvision calibrate",
+        )
+    return record
 
 
 def _read_json(path: Path) -> dict:
@@ -144,7 +184,9 @@ def load_exported(
     )
     if fmt is None or fmt not in FORMATS:
         raise UsageError(f"{path} is not an exported model (give {described()})")
-    return FORMATS[fmt].load(path, names, meta, trust)
+    predictor = FORMATS[fmt].load(path, names, meta, trust)
+    predictor.calibration = meta.get("calibration")  # baked into the export's graph
+    return predictor
 
 
 def _savedmodel_fn(path: Path, trust: bool):

@@ -23,6 +23,8 @@ class Predictor:
     _fn: object = field(default=None, repr=False)
     _keras_model: object = field(default=None, repr=False)
     named: bool = True  # False: the model came without class names ('0'..'n-1' stand in)
+    # `tfvision calibrate`'s record (temperature, conformal scores), applied inside the model
+    calibration: dict | None = None
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Class probabilities for uint8 images of the model's input shape."""

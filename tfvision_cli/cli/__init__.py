@@ -6,6 +6,7 @@ from __future__ import annotations
 from tfvision_cli.cli import (  # noqa: F401 (importing a command module registers it)
     benchmark,
     build,
+    calibrate,
     cluster,
     compare,
     data,

@@ -26,6 +26,7 @@ LIFE_ORDER = (
     "runs",
     "cluster",
     "evaluate",
+    "calibrate",
     "compare",
     "explain",
     "robustness",

@@ -53,6 +53,18 @@ CLASS_MAP = typer.Option(
     "names differ from the model's. Without it, classes are matched by name.",
 )
 
+PREDICTION_SET = typer.Option(
+    None,
+    "--prediction-set",
+    help="Conformal prediction sets covering the true class with this probability (e.g. 0.9; "
+    "needs `tfvision calibrate`).",
+)
+MIN_CONFIDENCE = typer.Option(
+    None,
+    "--min-confidence",
+    help="Abstain below this confidence (0-1): no label, the decision left to a person.",
+)
+
 TRUST_MODEL = flag(
     False,
     "--trust-model",
@@ -89,10 +101,10 @@ def parse_image_size(text: str | None) -> tuple[int, int] | None:
     return (values[0], values[0]) if len(values) == 1 else values  # type: ignore[return-value]
 
 
-def parse_model_options(items: list[str]) -> dict:
+def parse_model_options(items: list[str] | None) -> dict:
     """['depth=32', 'cell=gru'] -> {'depth': 32, 'cell': 'gru'} (YAML scalars)."""
     options = {}
-    for item in items:
+    for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--model-option expects KEY=VALUE, got {item!r}")

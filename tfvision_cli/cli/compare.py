@@ -117,13 +117,15 @@ def _print(r: dict) -> None:
             m["format"],
             f"{m['accuracy']:.4f}",
             _interval(*m["ci95"]),
+            f"{m['ece']:.4f}",
+            f"{m['nll']:.4f}",
             _size(m["size_bytes"]),
             f"{m['latency_ms']:.2f}" if m["latency_ms"] is not None else "",
         ]
         for i, m in enumerate(models)
     ]
     title = f"Models on {r['images_from']}" + (f" (paths under {folder})" if folder else "")
-    columns = ["", "model", "format", "#accuracy", "95% CI", "#size", "#ms/image"]
+    columns = ["", "model", "format", "#accuracy", "95% CI", "#ECE", "#NLL", "#size", "#ms/image"]
     console.print_table(console.table(title, columns, rows))
     rows = [
         [

@@ -10,6 +10,8 @@ from tfvision_cli import console
 from tfvision_cli.cli.app import app
 from tfvision_cli.cli.common import (
     CLASS_MAP,
+    MIN_CONFIDENCE,
+    PREDICTION_SET,
     TRUST_MODEL,
     Json,
     dataset_option,
@@ -45,6 +47,8 @@ def evaluate(
         None, "--plots", help="Folder for the pictures (default: the run directory)."
     ),
     no_plots: bool = flag(False, "--no-plots", help="Write no pictures."),
+    prediction_set: float | None = PREDICTION_SET,
+    min_confidence: float | None = MIN_CONFIDENCE,
     trust_model: bool = TRUST_MODEL,
     as_json: Json = False,
 ) -> None:
@@ -61,7 +65,16 @@ def evaluate(
         "model: {path} " + f"({predictor.format}, {len(predictor.class_names)} classes)",
         path=predictor.run_dir or predictor.path,
     )
-    result = do_evaluate(predictor, dataset, split, data_dir, batch_size, class_map=class_map)
+    result = do_evaluate(
+        predictor,
+        dataset,
+        split,
+        data_dir,
+        batch_size,
+        class_map=class_map,
+        prediction_set=prediction_set,
+        min_confidence=min_confidence,
+    )
     report = result.report
     for note in report.get("notes", []):
         console.warn(note)
@@ -75,6 +88,36 @@ def evaluate(
         console.emit_json(report)
         return
     _print_report(report)
+
+
+def _calibration_rows(r: dict) -> list[list[str]]:
+    c = r["calibration"]
+    t = c.get("temperature")
+    at = ", ".join(f"{float(k):.0%}: {v:.4f}" for k, v in c["accuracy_at_coverage"].items())
+    rows = [
+        ["calibration", f"temperature {t:.4g}" if t else "none (tfvision calibrate fits one)"],
+        ["ECE / MCE", f"{c['ece']:.4f} / {c['mce']:.4f}"],
+        ["NLL / Brier", f"{c['nll']:.4f} / {c['brier']:.4f}"],
+        ["AURC", f"{c['aurc']:.4f} (accuracy of the most confident {at})"],
+    ]
+    if "prediction_set" in r:
+        s = r["prediction_set"]
+        rows.append(
+            [
+                f"{s['coverage_target']:g} prediction sets",
+                f"coverage {s['coverage']:.4f}, mean size {s['mean_size']:.2f}",
+            ]
+        )
+    if "abstention" in r:
+        a = r["abstention"]
+        kept = f"{a['accuracy_of_kept']:.4f}" if a["accuracy_of_kept"] is not None else "-"
+        rows.append(
+            [
+                f"confidence >= {a['min_confidence']:g}",
+                f"answers {a['coverage']:.2%} ({a['abstained']:,} abstained), accuracy {kept}",
+            ]
+        )
+    return rows
 
 
 def _print_report(r: dict) -> None:
@@ -101,6 +144,7 @@ def _print_report(r: dict) -> None:
         head.append(["top-5 accuracy", f"{r['top5_accuracy']:.4f}"])
     if r.get("loss") is not None:
         head.append(["loss", f"{r['loss']:.4f}"])
+    head += _calibration_rows(r)
     console.print_table(console.table("Evaluation", ["", ""], head, show_header=False))
     rows = [
         [

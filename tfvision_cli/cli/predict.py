@@ -9,7 +9,14 @@ import typer
 
 from tfvision_cli import console
 from tfvision_cli.cli.app import app
-from tfvision_cli.cli.common import TRUST_MODEL, Json, examples, model_argument
+from tfvision_cli.cli.common import (
+    MIN_CONFIDENCE,
+    PREDICTION_SET,
+    TRUST_MODEL,
+    Json,
+    examples,
+    model_argument,
+)
 
 EXAMPLES = examples(
     "tfvision predict latest digit.png",
@@ -25,21 +32,27 @@ def predict(
     ),
     top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="Classes listed per image."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, max=65_536, help="Images per batch."),
+    prediction_set: float | None = PREDICTION_SET,
+    min_confidence: float | None = MIN_CONFIDENCE,
     trust_model: bool = TRUST_MODEL,
     as_json: Json = False,
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
     from tfvision_cli.artifacts.loaders import load_predictor
-    from tfvision_cli.serving.predict import iter_paths, predict_paths, summarize_notes
+    from tfvision_cli.serving.predict import Decisions, iter_paths, predict_paths, summarize_notes
 
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
     predictor = load_predictor(model, trust=trust_model)
+    decisions = None
+    if prediction_set is not None or min_confidence is not None:
+        decisions = Decisions(predictor, prediction_set, min_confidence)
     ndjson = as_json or not console.stdout_is_terminal()
     console.log(
         "model: {path} " + f"({predictor.format}, input {_shape(predictor)})", path=predictor.path
     )
-    results = predict_paths(predictor, iter_paths(inputs, sys.stdin), batch_size, top_k)
+    paths = iter_paths(inputs, sys.stdin)
+    results = predict_paths(predictor, paths, batch_size, top_k, decisions)
     start, done, failed, rows, noted = time.perf_counter(), 0, 0, [], []
     for r in results:
         done += 1
@@ -52,7 +65,7 @@ def predict(
             rows.append(
                 [
                     r["path"],
-                    r.get("class_name", ""),
+                    _class_cell(r),
                     f"{r['confidence']:.4f}" if "confidence" in r else "",
                     r.get("error") or _next_and_notes(r),
                 ]
@@ -76,6 +89,15 @@ def predict(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _class_cell(r: dict) -> str:
+    if r.get("abstained"):
+        return "(abstained)"
+    shown = r.get("class_name") or ""
+    if "prediction_set_names" in r:
+        shown += f" {{{', '.join(r['prediction_set_names'])}}}"
+    return shown
 
 
 def _shape(predictor) -> str:

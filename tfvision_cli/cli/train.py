@@ -101,6 +101,8 @@ def train(
     finally:
         reporter.close()
     m = result.metrics
+    if config.calibrate:
+        m["calibration"] = _calibrate(result.run_dir)
     if as_json:
         console.emit_json({"run_dir": str(result.run_dir), "metrics": m})
         return
@@ -111,6 +113,20 @@ def train(
         run=result.run_dir,
     )
     typer.echo(str(result.run_dir))
+
+
+def _calibrate(run_dir: Path) -> dict:
+    """train --calibrate: `tfvision calibrate` on the run just trained."""
+    from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.evaluation.calibration import calibrate
+
+    record = calibrate(load_predictor(str(run_dir)))
+    before, after = record["before"], record["after"]
+    console.log(
+        f"calibrated: temperature {record['temperature']:.4f}, ECE {before['ece']:.4f} -> "
+        f"{after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f}"
+    )
+    return {k: v for k, v in record.items() if k != "conformal"}
 
 
 def _already_complete(run, flags: dict, as_json: bool) -> bool:

@@ -81,6 +81,7 @@ def compare(
     class_map: Path | None = None,
 ) -> Comparison:
     from tfvision_cli.artifacts.loaders import load_predictor
+    from tfvision_cli.evaluation.calibration import measures
     from tfvision_cli.evaluation.evaluate import classification_report, evaluate
 
     if len(specs) < 2:
@@ -99,6 +100,7 @@ def compare(
     for p in predictors[1:]:
         probs = in_baseline_order(p.predict(images, batch_size=batch_size), p, predictors[0])
         reports.append(classification_report(labels, probs, class_names, present))
+        reports[-1]["calibration"] = measures(probs, labels)
         predictions.append(probs.argmax(1))
     report = _report(specs, predictors, reports, labels, predictions, margin, images, latency_runs)
     keys = ("dataset", "split", "images_from", "class_names", "class_match")
@@ -115,6 +117,8 @@ def _model_block(spec: str, predictor, report: dict, images, latency_runs: int) 
         "format": predictor.format,
         "accuracy": report["accuracy"],
         "ci95": list(stats.wilson(correct, report["num_examples"])),
+        "ece": report["calibration"]["ece"],
+        "nll": report["calibration"]["nll"],
         "size_bytes": model_size(predictor.path),
         "latency_ms": batch1_latency_ms(predictor, images, latency_runs),
     }

@@ -187,6 +187,8 @@ def evaluate(
     batch_size: int = 256,
     in_memory: bool = False,
     class_map: Path | None = None,
+    prediction_set: float | None = None,
+    min_confidence: float | None = None,
 ) -> Evaluation:
     """Run a model over a dataset (default: the one it was trained on).
 
@@ -198,7 +200,16 @@ def evaluate(
     """
     from tfvision_cli.data.catalog import open_dataset
     from tfvision_cli.data.classes import match_classes, read_class_map
+    from tfvision_cli.evaluation import calibration
 
+    for option, value in (
+        ("--prediction-set", prediction_set),
+        ("--min-confidence", min_confidence),
+    ):
+        if value is not None:
+            calibration.check_coverage(value, option)
+    if prediction_set is not None:
+        calibration.conformal_scores(predictor)  # before minutes of predicting
     name = dataset or predictor.dataset
     if not name:
         raise UsageError("this model does not say which dataset it was trained on: pass --dataset")
@@ -232,6 +243,8 @@ def evaluate(
     report.update(
         {"model": str(predictor.path), "format": predictor.format, "dataset": name, "split": split}
     )
+    report["calibration"] = calibration.report(probs, labels, predictor)
+    report.update(calibration.decisions(probs, labels, predictor, prediction_set, min_confidence))
     report["class_match"] = match.to_dict()
     if match.note:
         report["notes"] = [match.note]
@@ -284,6 +297,13 @@ def write_plots(evaluation: Evaluation, out_dir: Path, history: Path | None = No
                 title_colors=["#b00020"] * len(worst),
             )
         )
+    from tfvision_cli.evaluation.calibration import risk_coverage
+
+    curve = risk_coverage(evaluation.probs, evaluation.labels)
+    written += [
+        plots.reliability_diagram(r["calibration"], out_dir / "reliability_diagram.png"),
+        plots.risk_coverage(curve["risk"], curve["aurc"], out_dir / "risk_coverage.png"),
+    ]
     if history is not None and history.is_file():
         rows = list(csv.DictReader(history.open()))
         if rows:

@@ -64,3 +64,19 @@ def load_weights(model, path: Path) -> None:
 
     with as_keras_batch_norm(trained_model(model)) as plain:
         plain.load_weights(path)
+
+
+def scale_logits(model, factor: float) -> None:
+    """Divide the logits by a temperature (factor = 1/T) inside the model: its last layer is a
+    Dense softmax (every registry model's head), whose kernel and bias are scaled in place, so
+    softmax((Wx + b) / T) is what the model, and every export of it, computes."""
+    import keras
+
+    head = model.layers[-1]
+    if not (isinstance(head, keras.layers.Dense) and head.activation is keras.activations.softmax):
+        raise UsageError(
+            "this model does not end in a Dense softmax layer: its temperature cannot be set "
+            "inside it"
+        )
+    kernel, *bias = head.get_weights()
+    head.set_weights([kernel * factor, *(b * factor for b in bias)])

@@ -37,8 +37,42 @@ def _encoded(stdin: TextIO) -> Iterator[bytes]:
         yield os.fsencode(line)
 
 
+class Decisions:
+    """predict --prediction-set C and --min-confidence P, added to each record."""
+
+    def __init__(self, predictor, prediction_set: float | None, min_confidence: float | None):
+        from tfvision_cli.evaluation import calibration
+
+        self.q = self.min_confidence = None
+        if min_confidence is not None:
+            self.min_confidence = calibration.check_coverage(min_confidence, "--min-confidence")
+        if prediction_set is not None:
+            calibration.check_coverage(prediction_set, "--prediction-set")
+            scores = calibration.conformal_scores(predictor)
+            self.q = calibration.quantile(scores, prediction_set)
+        self.names = predictor.class_names
+
+    def apply(self, record: dict, p: np.ndarray) -> dict:
+        from tfvision_cli.evaluation.calibration import prediction_sets
+
+        if self.q is not None:
+            members = prediction_sets(p[None], self.q)[0]
+            record["prediction_set"] = members
+            record["prediction_set_names"] = [self.names[i] for i in members]
+        if self.min_confidence is not None:
+            abstained = record["confidence"] < self.min_confidence
+            record["abstained"] = abstained
+            if abstained:
+                record["label"] = record["class_name"] = None
+        return record
+
+
 def predict_paths(
-    predictor, paths: Iterable[str], batch_size: int = 64, top_k: int = 5
+    predictor,
+    paths: Iterable[str],
+    batch_size: int = 64,
+    top_k: int = 5,
+    decisions: Decisions | None = None,
 ) -> Iterator[dict]:
     """One result per path, in input order: {path, label, class_name, confidence, top_k,
     notes?} or {path, error}. `notes` lists what converting that image changed (a resize by
@@ -52,10 +86,10 @@ def predict_paths(
         except ImageReadError as e:
             pending.append((path, None, str(e)))
         if len(pending) >= batch_size:
-            yield from _flush(predictor, pending, top_k)
+            yield from _flush(predictor, pending, top_k, decisions)
             pending = []
     if pending:
-        yield from _flush(predictor, pending, top_k)
+        yield from _flush(predictor, pending, top_k, decisions)
 
 
 def summarize_notes(noted: list[list[str]], total: int) -> str | None:
@@ -74,7 +108,7 @@ def summarize_notes(noted: list[list[str]], total: int) -> str | None:
     return f"{converted} of {total} inputs were converted: {how} (see each record's notes)"
 
 
-def _flush(predictor, pending, top_k: int) -> Iterator[dict]:
+def _flush(predictor, pending, top_k: int, decisions: Decisions | None) -> Iterator[dict]:
     good = [a for _, a, _ in pending if a is not None]
     probs = predictor.predict(np.stack(good), batch_size=len(good)) if good else None
     names = predictor.class_names
@@ -83,7 +117,8 @@ def _flush(predictor, pending, top_k: int) -> Iterator[dict]:
         if array is None:
             yield {"path": path, "error": _reason(path, error_or_notes)}
             continue
-        yield record(path, probs[i], names, top_k, error_or_notes)
+        r = record(path, probs[i], names, top_k, error_or_notes)
+        yield decisions.apply(r, probs[i]) if decisions else r
         i += 1
 
 

@@ -128,6 +128,13 @@ def _load(state, spec: str, options: ServeOptions) -> None:
     ).start()
     state.model = ServedModel(predictor, name, version)
     state.batcher(np.zeros((1, *predictor.input_shape), np.uint8))
+    # TensorFlow and Keras leave millions of objects the collector would walk again on every
+    # full collection that a large request's parsed JSON triggers (measured: a 256-image
+    # request's parsing took 0.26-0.49 s instead of 0.1 s): they live as long as the server
+    import gc
+
+    gc.collect()
+    gc.freeze()
     state.ready = True
 
 

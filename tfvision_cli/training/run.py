@@ -73,6 +73,7 @@ def run_lifecycle(
         state = run.read_state() if resuming else {}
         for folder in (run.path, run.backup):  # what a killed session left half-written
             remove_stale_temp_files(folder)
+        _forget_calibration(run)
         write_text_atomic(run.config, to_yaml(config))
         write_json(
             run.classes,
@@ -115,3 +116,22 @@ def own_files(run: RunDir, is_chief: bool, worker: int) -> Iterator[RunDir]:
     remove_stale_temp_dirs(tmp, name)  # left by killed workers
     with temp_dir(tmp, name) as scratch:
         yield RunDir(scratch)
+
+
+def _forget_calibration(run: RunDir) -> None:
+    """Training on changes the model: a temperature fitted to the one before would be wrong.
+    Removed only when it is tfvision's record (`tfvision calibrate` fits it again)."""
+    import json
+
+    if not run.calibration.is_file() or run.calibration.is_symlink():
+        return
+    try:
+        record = json.loads(run.calibration.read_text())
+    except (OSError, ValueError):
+        return
+    if (
+        isinstance(record, dict)
+        and record.get("method") == "temperature"
+        and ("tfvision_version" in record)
+    ):
+        run.calibration.unlink()

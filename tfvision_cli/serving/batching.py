@@ -1,6 +1,7 @@
 """Server-side batching: concurrent requests are queued and merged into one model call of up to
 max_batch images, waiting at most timeout for more to come; each caller gets exactly its own
 rows back. A request larger than max_batch is one call of its own (never split, never merged).
+A lone caller (nothing queued, and the last call served one request) does not wait.
 
 One thread runs the model, so the compiled function is never called concurrently and a burst
 becomes a few large calls instead of many small ones. A full queue refuses at once (the caller
@@ -43,6 +44,7 @@ class Batcher:
         self.on_batch, self.on_depth = on_batch, on_depth
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue)
         self._carry: _Request | None = None
+        self._alone = True  # the last call served a single request: nobody else is waiting
         self._thread = threading.Thread(target=self._loop, name="tfvision-batcher", daemon=True)
 
     def start(self) -> Batcher:
@@ -85,7 +87,11 @@ class Batcher:
         if first is None:
             return []
         batch, size = [first], len(first.images)
-        deadline = time.perf_counter() + self.timeout_s
+        # A lone caller (the last call served one request, and none waits now) is answered at
+        # once: waiting for company that is not coming would only add the timeout to its
+        # latency. Under load the queue is never empty and every call waits and merges.
+        alone = self._alone and self._queue.empty()
+        deadline = time.perf_counter() + (0.0 if alone else self.timeout_s)
         while size < self.max_batch:
             left = deadline - time.perf_counter()
             try:
@@ -101,6 +107,7 @@ class Batcher:
             batch.append(nxt)
             size += len(nxt.images)
         self.on_depth(self._queue.qsize())
+        self._alone = sum(r is not None for r in batch) == 1
         return batch
 
     def _answer(self, batch: list) -> None:

@@ -76,20 +76,47 @@ def predict_paths(
 ) -> Iterator[dict]:
     """One result per path, in input order: {path, label, class_name, confidence, top_k,
     notes?} or {path, error}. `notes` lists what converting that image changed (a resize by
-    more than 2x, colour to grey, grey to colour, transparency flattened). At most batch_size
-    decoded images are held at a time."""
+    more than 2x, colour to grey, grey to colour, transparency flattened).
+
+    Images are decoded by a few threads (Pillow and zlib release the GIL while they decode)
+    ahead of the model, which meanwhile predicts the batch before: at most two batches of
+    decoded images are held at a time, and each is read by the same reader as ever."""
+    from concurrent.futures import ThreadPoolExecutor
+
     h, w, c = predictor.input_shape
-    pending: list[tuple[str, np.ndarray | None, str | list[str]]] = []
-    for path in paths:
+
+    def read(path: str):
         try:
-            pending.append((path, *read_image_noted(path, (h, w), c)))
+            return (path, *read_image_noted(path, (h, w), c))
         except ImageReadError as e:
-            pending.append((path, None, str(e)))
-        if len(pending) >= batch_size:
-            yield from _flush(predictor, pending, top_k, decisions)
-            pending = []
+            return (path, None, str(e))
+
+    pending: list[tuple[str, np.ndarray | None, str | list[str]]] = []
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
+        for item in _in_order(pool, read, paths, ahead=2 * batch_size):
+            pending.append(item)
+            if len(pending) >= batch_size:
+                yield from _flush(predictor, pending, top_k, decisions)
+                pending = []
     if pending:
         yield from _flush(predictor, pending, top_k, decisions)
+
+
+DECODE_THREADS = max(2, min(4, os.cpu_count() or 1))
+
+
+def _in_order(pool, fn, items: Iterable, ahead: int) -> Iterator:
+    """pool.map, lazily: at most `ahead` items in flight, results in input order (the items
+    may be an endless stream of paths on stdin)."""
+    from collections import deque
+
+    flight: deque = deque()
+    for item in items:
+        flight.append(pool.submit(fn, item))
+        if len(flight) >= ahead:
+            yield flight.popleft().result()
+    while flight:
+        yield flight.popleft().result()
 
 
 def summarize_notes(noted: list[list[str]], total: int) -> str | None:

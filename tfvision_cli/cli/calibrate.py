@@ -46,7 +46,7 @@ def calibrate(
     change); store it, with the scores prediction sets need, in the run's calibration.json.
     Every command and export then uses it."""
     from tfvision_cli.artifacts.loaders import load_predictor
-    from tfvision_cli.evaluation.calibration import calibrate as do_calibrate
+    from tfvision_cli.evaluation.calibrate import calibrate as do_calibrate
 
     predictor = load_predictor(model)
     record = do_calibrate(predictor, dataset, split, data_dir, class_map)

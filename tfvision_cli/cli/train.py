@@ -118,7 +118,7 @@ def train(
 def _calibrate(run_dir: Path) -> dict:
     """train --calibrate: `tfvision calibrate` on the run just trained."""
     from tfvision_cli.artifacts.loaders import load_predictor
-    from tfvision_cli.evaluation.calibration import calibrate
+    from tfvision_cli.evaluation.calibrate import calibrate
 
     record = calibrate(load_predictor(str(run_dir)))
     before, after = record["before"], record["after"]

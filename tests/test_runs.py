@@ -158,3 +158,18 @@ def test_a_mistyped_run_name_gets_a_suggestion(cli):
 def test_the_epoch_lines_say_what_ce_and_loss_are(cli):
     r = _train(cli, "--name", "legend", "--epochs", "2")
     assert r.stderr.count("(ce: cross-entropy") == 1
+
+
+def test_runs_list_says_what_each_run_is_and_where_it_came_from(cli, tmp_path):
+    _train(cli, "--name", "base")
+    root = Path(os.environ["TFVISION_RUNS_DIR"])
+    _train(cli, "--name", "tuned", "--init-from", "base")
+    r = cli("prune", "base", "--sparsity", "0.5", "--epochs", "1", "--name", "pruned", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {row["name"]: row for row in cli("runs", "list", "--json").json()}
+    assert rows["base"]["kind"] == "train" and rows["base"]["parent"] is None
+    assert rows["tuned"]["kind"] == "fine-tune"
+    assert Path(rows["tuned"]["parent"]).parent.name == "base"  # its model.keras
+    assert rows["pruned"]["kind"] == "prune" and rows["pruned"]["parent"] == str(root / "base")
+    text = cli("runs", "list").stdout
+    assert "prune of base" in text and "fine-tune of base" in text

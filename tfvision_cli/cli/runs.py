@@ -32,6 +32,8 @@ def _summary(run, state: dict | None) -> dict:
         "dataset": (state or {}).get("dataset"),
         "model": (state or {}).get("model"),
         "status": (state or {}).get("status") if state is not None else "unreadable",
+        "kind": (state or {}).get("kind", "train"),
+        "parent": (state or {}).get("parent"),
         "created": (state or {}).get("created"),
         "epochs_done": epochs_done(run),
         "epochs": total,
@@ -40,13 +42,23 @@ def _summary(run, state: dict | None) -> dict:
     }
 
 
+def _kind(r: dict) -> str:
+    """'prune of mnist-run': the kind, and the parent's name when there is one."""
+    if not r.get("parent"):
+        return r["kind"]
+    parent = Path(r["parent"])
+    name = parent.parent.name if parent.name == "model.keras" else parent.name  # a run's model
+    return f"{r['kind']} of {name}"
+
+
 def _dataset(name: str | None) -> str:
     return Path(name).name if name and ("/" in name or "\\" in name) else (name or "")
 
 
 @group.command("list", epilog=examples("tfvision runs list", "tfvision runs list --json"))
 def list_cmd(as_json: Json = False) -> None:
-    """Runs, newest first: name, status, epochs done/total, dataset, model, test accuracy."""
+    """Runs, newest first: name, kind (train, fine-tune, prune, distill, tune trial) and the run
+    it came from, status, epochs done/total, dataset, model, test accuracy."""
     from tfvision_cli.runs import list_runs, runs_root
 
     rows = [_summary(run, state) for run, state in list_runs()]
@@ -60,10 +72,11 @@ def list_cmd(as_json: Json = False) -> None:
 
     t = console.table(
         f"Runs in {runs_root()}",
-        ["name", "status", "#epochs", "dataset", "model", "#test acc"],
+        ["name", "kind", "status", "#epochs", "dataset", "model", "#test acc"],
         [
             [
                 r["name"],
+                _kind(r),
                 r["status"],
                 f"{r['epochs_done']}/{r['epochs'] if r['epochs'] is not None else '?'}",
                 _dataset(r["dataset"]),
@@ -76,9 +89,9 @@ def list_cmd(as_json: Json = False) -> None:
         padding=(0, 1),
         pad_edge=False,
     )
-    for column in t.columns[:3] + t.columns[5:]:  # a name is what the other commands take
+    for column in t.columns[:4] + t.columns[6:]:  # a name is what the other commands take
         column.no_wrap = True
-    for column in t.columns[3:5]:
+    for column in t.columns[4:6]:
         column.overflow = "fold"
     console.print_table(t)
 

@@ -102,7 +102,12 @@ def distill(
             distiller.build(student_model.input_shape)  # BackupAndRestore needs it built
         return distiller
 
-    result = train(config, run_dir=run_dir, on_event=on_event, hooks=Hooks(wrap_model=wrap))
+    result = train(
+        config,
+        run_dir=run_dir,
+        on_event=on_event,
+        hooks=Hooks(wrap_model=wrap, kind="distill", parent=str(path)),
+    )
     result.metrics["distillation"] = {
         "teacher": str(path),
         "temperature": temperature,

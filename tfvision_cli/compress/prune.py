@@ -172,7 +172,10 @@ def prune(
     ramp = ramp_epochs(config.epochs, schedule)
     callback = pruning_callback(sparsity, schedule, ramp, scope)
     result = train(
-        config, run_dir=run_dir, on_event=on_event, hooks=Hooks([callback], keep_from_epoch=ramp)
+        config,
+        run_dir=run_dir,
+        on_event=on_event,
+        hooks=Hooks([callback], ramp, kind="prune", parent=str(origin.path)),
     )
     report = _report(origin, result, sparsity, schedule, quantize)
     report["scope"] = scope

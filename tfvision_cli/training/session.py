@@ -76,6 +76,8 @@ class Hooks:
     callbacks: list = field(default_factory=list)
     keep_from_epoch: int = 1
     wrap_model: Callable | None = None
+    kind: str = "train"  # what `runs list` calls the run: train, fine-tune, prune, ...
+    parent: str | None = None  # the run (or study, or file) it came from
 
 
 def train(
@@ -96,6 +98,7 @@ def train(
             ) as state,
             own_files(session.run, session.is_chief, session.placement.worker_index) as own,
         ):
+            session.record_kind()
             session.fit(state, own)
             metrics = session.report(state)
     return TrainResult(session.run.path, metrics)
@@ -163,6 +166,14 @@ class TrainSession:
             model = self.hooks.wrap_model(model, self.placement)
             compile_model(model, config, pipes.steps, self.placement)
         self.model = model
+
+    def record_kind(self) -> None:
+        """The run's kind and parent in run.json (`runs list` shows them)."""
+        kind, parent = self.hooks.kind, self.hooks.parent
+        if kind == "train" and self.config.init_from:
+            kind, parent = "fine-tune", self.config.init_from
+        if self.is_chief:
+            self.run.update_state(kind=kind, parent=parent)
 
     def fit(self, state: dict, own) -> None:
         self.emit("run", path=str(self.run.path), resuming=self.resuming)

@@ -433,7 +433,11 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
     pruning = TrialPruning(trial, study.metric)
     try:
         with released():  # the trial's graphs, which TensorFlow's gradient registry would keep
-            result = train(config, run_dir=run_dir, hooks=Hooks(callbacks=[pruning]))
+            result = train(
+                config,
+                run_dir=run_dir,
+                hooks=Hooks([pruning], kind="tune trial", parent=str(study_dir)),
+            )
     finally:
         keras.backend.clear_session()  # memory stays flat across trials
         gc.collect()

@@ -94,8 +94,8 @@ def serve(spec: str, options: ServeOptions, on_started: Callable[[Started], None
             failed.append(e)
             server.should_exit = True
 
-    threading.Thread(target=load, name="tfvision-load", daemon=True).start()
-    with _signals_for_uvicorn():
+    with _signals_for_uvicorn(server):  # before the model can say it is ready
+        threading.Thread(target=load, name="tfvision-load", daemon=True).start()
         server.run(sockets=[sock])
     if server.force_exit:  # a second signal: at once
         os._exit(130)
@@ -143,10 +143,13 @@ class _signals_for_uvicorn:
     and raises them again when it returns: here they then do nothing, so that a graceful stop
     exits 0 instead of through tfvision's interruption (130)."""
 
+    def __init__(self, server):
+        self.server = server
+
     def __enter__(self):
         self.saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in self.saved:
-            signal.signal(s, lambda *args: None)
+        for s in self.saved:  # a signal before uvicorn takes over still stops it gracefully
+            signal.signal(s, lambda *args: setattr(self.server, "should_exit", True))
 
     def __exit__(self, *exc):
         for s, handler in self.saved.items():

@@ -426,7 +426,13 @@ def test_sigterm_answers_every_request_already_received(mnist_run, digits):
     threads = [threading.Thread(target=send) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)  # the bodies are sent; the server is decoding and predicting them
+    # SIGTERM once the server has received all four (a loaded machine may take seconds to send
+    # 4 x 7 MB; a request not yet received when the signal comes is, rightly, not answered)
+    in_progress = 'tfvision_requests_in_progress{endpoint="predict"}'
+    deadline = time.monotonic() + 60
+    while _metric(server, in_progress) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _metric(server, in_progress) == 4
     server.process.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=120)

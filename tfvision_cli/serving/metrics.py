@@ -1,6 +1,6 @@
 """The server's Prometheus metrics, through prometheus-client (its own registry per server, so
 tests can run several): requests by endpoint and code, request time, images per model call,
-requests waiting for the model."""
+requests waiting for the model, requests in progress."""
 
 from __future__ import annotations
 
@@ -37,6 +37,12 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "tfvision_queue_depth", "Requests waiting for the model.", registry=self.registry
+        )
+        self.in_progress = Gauge(
+            "tfvision_requests_in_progress",
+            "Requests received and not yet answered, by endpoint.",
+            ["endpoint"],
+            registry=self.registry,
         )
 
     def observe(self, endpoint: str, code: int | str, seconds: float) -> None:

@@ -287,6 +287,8 @@ class Guard:
             await send(message)
 
         refusal = self._refusal(scope, path)
+        in_progress = self.state.metrics.in_progress.labels(endpoint_of(path))
+        in_progress.inc()
         try:
             if refusal is not None:
                 await refusal(scope, receive, counted_send)
@@ -296,6 +298,7 @@ class Guard:
             if not sent["status"]:
                 await error(500, "internal error")(scope, receive, counted_send)
         finally:
+            in_progress.dec()
             endpoint = endpoint_of(path)
             self.state.metrics.observe(endpoint, sent["status"], time.perf_counter() - start)
 

@@ -192,6 +192,13 @@ class TrainConfig:
         False,
         "After training, fit the temperature on the validation split (as `tfvision calibrate`).",
     )
+    track: str = option(
+        "auto",
+        "Also log the run to an experiment tracker: mlflow (the tracking URI MLflow resolves: "
+        "$MLFLOW_TRACKING_URI, else its local store; needs pip install -e '.[mlflow]'); "
+        "auto: $TFVISION_TRACK, else none. TensorBoard's HParams are always written.",
+        choices=("auto", "none", "mlflow"),
+    )
     data_dir: str | None = option(None, "TFDS data directory (default: $TFDS_DATA_DIR).")
     cache: str = option(
         "auto",

@@ -162,12 +162,19 @@ class TrainingReporter:
         self._live = err.is_terminal and not _quiet
         self._legend_shown = False
 
+    # events that are one line of text: the line, with {name} taken from the event
+    LINES = {
+        "download": "{name} is not prepared yet: downloading it through TFDS",
+        "chosen": "from the data: {text}",
+        "tracking": "tracking: {text}",
+    }
+
     def __call__(self, kind: str, **d: Any) -> None:
-        if kind == "run":
+        if kind in self.LINES:
+            log(self.LINES[kind], **{k: v for k, v in d.items() if k in ("name", "text")})
+        elif kind == "run":
             self.run_path = d["path"]
             log(("resuming" if d["resuming"] else "run") + ": {path}", path=d["path"])
-        elif kind == "download":
-            log("{name} is not prepared yet: downloading it through TFDS", name=d["name"])
         elif kind == "placement":
             if d.get("workers", 1) > 1:
                 set_prefix(f"[worker {d['worker']}] ")
@@ -182,8 +189,6 @@ class TrainingReporter:
                 f"global batch {d['global_batch']}, {d['steps']} steps/epoch",
                 name=d["name"],
             )
-        elif kind == "chosen":
-            log("from the data: {text}", text=d["text"])
         elif kind == "epoch_begin" and self._live:
             self._start_bar(d)
         elif kind == "batch" and self._bar is not None:

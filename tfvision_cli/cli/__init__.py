@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tfvision_cli.cli import (  # noqa: F401 (importing a command module registers it)
     benchmark,
+    board,
     build,
     calibrate,
     cluster,

@@ -24,6 +24,7 @@ LIFE_ORDER = (
     "train",
     "tune",
     "runs",
+    "board",
     "cluster",
     "evaluate",
     "calibrate",

@@ -124,7 +124,10 @@ def show(
         ["dataset", s["dataset"]],
         ["model", s["model"]],
         ["epochs", f"{s['epochs_done']}/{s['epochs'] if s['epochs'] is not None else '?'}"],
+        ["kind", _kind(s)],
     ]
+    if state.get("mlflow_run_id"):
+        rows.append(["MLflow run", state["mlflow_run_id"]])
     for key in ("test_accuracy", "val_accuracy", "test_loss", "train_seconds", "params"):
         if metrics.get(key) is not None:
             rows.append([key.replace("_", " "), metrics[key]])

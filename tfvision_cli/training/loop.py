@@ -70,7 +70,8 @@ def make_callbacks(session, state: dict, own: RunDir, monitor: str) -> TrainCall
     restore = None if is_chief else str(run.backup)
     return TrainCallbacks(
         guards=[StopOnInterrupt(), nan_guard],
-        writers=[best, logger, EpochTensorBoard(str(own.logs)), progress],
+        writers=[best, logger, EpochTensorBoard(str(own.logs)), progress]
+        + session.tracking.callbacks,
         extra=list(session.hooks.callbacks),
         commit=[Backup(str(own.backup), nan_guard, restore_from=restore)],
         after=[keras.callbacks.EarlyStopping(monitor, patience=config.early_stopping, mode="max")]

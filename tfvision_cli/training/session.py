@@ -36,6 +36,7 @@ from tfvision_cli.training.model import (
     weights_digest,
 )
 from tfvision_cli.training.run import choose_run, own_files, run_lifecycle
+from tfvision_cli.training.tracking import check_tracker, tracked
 
 
 def check_config(config: TrainConfig) -> None:
@@ -53,6 +54,7 @@ def check_config(config: TrainConfig) -> None:
     if config.init_from:
         problems += finetune.check_source(config.init_from)
     problems += check_dataset(config.dataset, config.data_dir)
+    problems += check_tracker(config.track)
     if problems:
         raise UsageError("; ".join(problems))
 
@@ -78,6 +80,7 @@ class Hooks:
     wrap_model: Callable | None = None
     kind: str = "train"  # what `runs list` calls the run: train, fine-tune, prune, ...
     parent: str | None = None  # the run (or study, or file) it came from
+    tracking_parent: str | None = None  # the study's MLflow run, for a tune trial
 
 
 def train(
@@ -99,8 +102,10 @@ def train(
             own_files(session.run, session.is_chief, session.placement.worker_index) as own,
         ):
             session.record_kind()
-            session.fit(state, own)
-            metrics = session.report(state)
+            with tracked(session, own, session.resuming) as session.tracking:
+                session.fit(state, own)
+                metrics = session.report(state)
+                session.tracking.finish(own, metrics)
     return TrainResult(session.run.path, metrics)
 
 
@@ -113,7 +118,7 @@ class TrainSession:
         self.run_dir, self.resume, self.hooks = run_dir, resume, hooks
         self.emit = on_event or (lambda kind, **data: None)
         self.run = self.placement = self.info = self.splits = self.pipes = None
-        self.model = self.callbacks = None
+        self.model = self.callbacks = self.tracking = None
         self.resuming = False
         self.history: dict = {}
         self.train_seconds = self.tf_imported = 0.0

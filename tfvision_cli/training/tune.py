@@ -347,8 +347,13 @@ def run_study(
     and each trial draws its parameters from its own seed (study seed + trial number)."""
     import time
 
+    from tfvision_cli.training.tracking import end_study_run, study_run
+
     optuna_study = open_study(study_dir, study)
     recover(optuna_study)
+    parent = study_run(
+        optuna_study, study_dir, study.fixed.get("track", "auto"), _study_settings(study)
+    )
     start, failed = time.monotonic(), 0
     while failed < study.trials and _counted(optuna_study) < study.trials:
         if timeout is not None and time.monotonic() - start > timeout:
@@ -357,7 +362,9 @@ def run_study(
         # one trial at a time through optimize (a sampler may stop the study from inside it:
         # GridSampler does when its grid is done)
         optuna_study.optimize(
-            functools.partial(_one_trial, study_dir=study_dir, study=study, seen=seen),
+            functools.partial(
+                _one_trial, study_dir=study_dir, study=study, seen=seen, parent=parent
+            ),
             n_trials=1,
             catch=(TfvisionError, _Surplus),
         )
@@ -367,7 +374,22 @@ def run_study(
         failed += row["state"] == "fail"
         if on_trial:
             on_trial(row)
-    return summarize(study_dir, optuna_study)
+    report = summarize(study_dir, optuna_study)
+    end_study_run(parent, report)
+    return report
+
+
+def _study_settings(study: Study) -> dict:
+    """A study's settings as MLflow params of its parent run."""
+    return {
+        "dataset": study.dataset,
+        "sampler": study.sampler,
+        "pruner": study.pruner,
+        "metric": study.metric,
+        "trials": study.trials,
+        "seed": study.seed,
+        "space": ", ".join(d.name for d in study.space),
+    }
 
 
 class _Surplus(Exception):
@@ -387,7 +409,7 @@ def _counted(optuna_study, before: int | None = None) -> int:
     return sum(1 for t in trials if before is None or t.number < before)
 
 
-def _one_trial(trial, study_dir: Path, study: Study, seen: dict) -> float:
+def _one_trial(trial, study_dir: Path, study: Study, seen: dict, parent: str | None) -> float:
     seen["number"] = trial.number
     if _counted(trial.study, before=trial.number) >= study.trials:
         seen["surplus"] = True
@@ -395,7 +417,7 @@ def _one_trial(trial, study_dir: Path, study: Study, seen: dict) -> float:
         raise _Surplus
     seed_sampler(trial.study.sampler, study.seed + trial.number)
     try:
-        return _objective(trial, study_dir, study)
+        return _objective(trial, study_dir, study, parent)
     except TfvisionError as e:
         trial.set_user_attr("error", str(e))
         raise
@@ -413,7 +435,7 @@ def seed_sampler(sampler, seed: int) -> None:
             rng.seed(seed % 2**32)
 
 
-def _objective(trial, study_dir: Path, study: Study) -> float:
+def _objective(trial, study_dir: Path, study: Study, parent: str | None) -> float:
     import optuna
 
     from tfvision_cli.tf_import import tf
@@ -436,7 +458,9 @@ def _objective(trial, study_dir: Path, study: Study) -> float:
             result = train(
                 config,
                 run_dir=run_dir,
-                hooks=Hooks([pruning], kind="tune trial", parent=str(study_dir)),
+                hooks=Hooks(
+                    [pruning], kind="tune trial", parent=str(study_dir), tracking_parent=parent
+                ),
             )
     finally:
         keras.backend.clear_session()  # memory stays flat across trials

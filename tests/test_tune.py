@@ -76,6 +76,16 @@ def test_grid_runs_every_combination_once_and_best_yaml_reproduces(cli, tmp_path
     )
     assert combos == [("adam", 0.003), ("adam", 0.03), ("sgd", 0.003), ("sgd", 0.03)]
     assert all(t["state"] == "complete" for t in report["trials"])
+    # piped, the study's progress is one line per event
+    lines = r.stderr.splitlines()
+    for n in range(4):
+        assert any(line.startswith(f"trial {n} started: ") for line in lines), r.stderr
+        assert any(line.startswith(f"trial {n} epoch 2/2  val_accuracy") for line in lines)
+        assert any(line.startswith(f"trial {n} complete: val_accuracy ") for line in lines)
+    assert any("; 4/4 done, " in line for line in lines)
+    assert "\x1b[" not in r.stderr
+    assert report["few_trials"].startswith("only 4 complete trials")
+    assert "parameter importances from fewer than 10 are mostly noise" in r.stderr
     best = report["best"]
     assert best["value"] == max(t["value"] for t in report["trials"])
     rows = list(csv.DictReader((study / "trials.csv").open()))
@@ -103,13 +113,15 @@ def test_trials_leave_no_graphs_behind(tmp_path):
     (tmp_path / "study").mkdir()
     graphs = []
 
-    def on_trial(row: dict) -> None:
+    def on_event(kind: str, **data) -> None:
         from tensorflow.python.framework.func_graph import FuncGraph
 
+        if kind != "trial_end":
+            return
         gc.collect()
         graphs.append(sum(isinstance(o, FuncGraph) for o in gc.get_objects()))
 
-    report = run_study(tmp_path / "study", study, on_trial)
+    report = run_study(tmp_path / "study", study, on_event)
     assert [t["state"] for t in report["trials"]] == ["complete"] * 4
     assert graphs[-1] <= graphs[0], graphs
 
@@ -276,3 +288,39 @@ def test_a_storage_that_fails_leaves_nothing_and_no_password_is_written(cli, tmp
     assert create_study_file(tmp_path, secret)
     assert "s3cret" not in (tmp_path / "tune.yaml").read_text()
     assert load_study(tmp_path).storage == "postgresql://me@db.example:5432/studies"
+
+
+def test_on_a_terminal_tune_shows_live_bars_for_the_study_and_the_trial(tmp_path):
+    """In a pseudo-terminal: the study's bar (done/total, best so far) and the trial's epoch
+    bar, with a line per trial above them."""
+    import os
+    import pty
+    import select
+
+    space = _space(tmp_path, {"learning_rate": [0.003, 0.03]})
+    args = ["digits", "--space", space, "--sampler", "grid", "--model", "mlp", "--epochs", "1"]
+    master, slave = pty.openpty()
+    env = subprocess_env(COLUMNS="150", TERM="xterm")
+    env.pop("NO_COLOR", None)
+    p = subprocess.Popen(
+        [*tfvision_cmd("tune"), *map(str, args), "--study-dir", str(tmp_path / "s")],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    out = b""
+    while p.poll() is None or select.select([master], [], [], 0.2)[0]:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                out += os.read(master, 65536)
+            except OSError:
+                break
+    os.close(master)
+    assert p.wait(timeout=30) == 0, out[-2000:]
+    text = out.decode(errors="replace")
+    assert "\x1b[" in text  # a live display
+    assert "trial 0 epoch 1/1" in text and "trial 1 epoch 1/1" in text  # the epoch bar
+    assert "trials" in text and "2/2" in text and "best 0." in text  # the study's bar
+    assert "trial 1 complete: val_accuracy" in text

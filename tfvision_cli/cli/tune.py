@@ -84,14 +84,13 @@ def tune(
         dir=study_dir,
     )
 
-    def on_trial(row: dict) -> None:
-        value = f"{row['value']:.4f}" if row["value"] is not None else "-"
-        console.log(
-            f"trial {row['number']} {row['state']}: {study.metric} {value} " + "{p}",
-            p=str(row["params"]),
-        )
-
-    report = run_study(study_dir, study, on_trial, timeout)
+    reporter = TuneReporter(study.metric)
+    try:
+        report = run_study(study_dir, study, reporter, timeout)
+    finally:
+        reporter.close()
+    if report.get("few_trials") and any("importances" in p for p in report["plots"]):
+        console.warn(report["few_trials"] + " (param_importances.png)")
     if as_json:
         console.emit_json(report)
         return
@@ -123,6 +122,97 @@ def _print(report: dict, metric: str) -> None:
             f"{best['test_accuracy']} -> " + "{dir}/best.yaml",
             dir=report["study_dir"],
         )
+
+
+class TuneReporter:
+    """A study's progress. On a terminal: a bar over the study's trials (done/total, best so
+    far, elapsed, time left) and one over the current trial's epoch, with a line per trial
+    above them. Piped: one line per event (trial started, epoch ended, trial ended)."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.live = console.err.is_terminal and not console.is_quiet()
+        self.bar = self.study_task = self.epoch_task = None
+        self.trial: int | None = None
+        self.best = "best -"
+
+    def __call__(self, kind: str, **d) -> None:
+        if kind == "trial_start":
+            self.trial = d["number"]
+            console.log(f"trial {d['number']} started: " + "{p}", p=_params(d["params"]))
+            if self.live:
+                self._bars(d["total"])
+        elif kind == "epoch_begin" and self.bar is not None:
+            self.bar.reset(self.epoch_task, total=d["steps"])
+            description = f"  trial {self.trial} epoch {d['epoch']}/{d['epochs']}"
+            self.bar.update(self.epoch_task, description=description, visible=True)
+        elif kind == "batch" and self.bar is not None:
+            self.bar.update(self.epoch_task, completed=d["step"])
+        elif kind == "epoch_end" and not self.live:
+            logs = "  ".join(f"{k} {v:.4f}" for k, v in d["logs"].items() if k.startswith("val"))
+            console.log(
+                f"trial {self.trial} epoch {d['epoch']}/{d['epochs']}  {logs}  {d['seconds']:.1f}s"
+            )
+        elif kind == "trial_end":
+            self._trial_end(d)
+        elif kind == "skipped":
+            for failure in d["files"]:
+                console.warn(f"skipped {failure}")
+
+    def _trial_end(self, d: dict) -> None:
+        row, best = d["row"], d["best"]
+        value = f"{row['value']:.4f}" if row["value"] is not None else "-"
+        if best:
+            self.best = f"best {best['value']:.4f} (trial {best['number']})"
+        left = f", ~{_duration(d['left'])} left" if d["left"] is not None else ""
+        console.log(
+            f"trial {row['number']} {row['state']}: {self.metric} {value}; {self.best}; "
+            f"{d['done']}/{d['total']} done, {_duration(d['elapsed'])} elapsed{left}"
+        )
+        if self.bar is not None:
+            self.bar.update(self.study_task, completed=d["done"], total=d["total"], best=self.best)
+            self.bar.update(self.epoch_task, visible=False)
+
+    def _bars(self, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.bar is None:
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                "{task.fields[best]}",
+                console=console.err,
+            )
+            self.bar.start()
+            self.study_task = self.bar.add_task("trials", total=total, best=self.best)
+            self.epoch_task = self.bar.add_task("", total=1, best="", visible=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _short(value):

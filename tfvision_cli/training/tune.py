@@ -339,12 +339,16 @@ _COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 def run_study(
     study_dir: Path,
     study: Study,
-    on_trial: Callable[[dict], None] | None = None,
+    on_event: Callable[..., None] | None = None,
     timeout: float | None = None,
 ) -> dict:
     """Run trials until the study holds study.trials of them (finished or running, across
     every process that shares the storage): workers started together never exceed the total,
-    and each trial draws its parameters from its own seed (study seed + trial number)."""
+    and each trial draws its parameters from its own seed (study seed + trial number).
+
+    on_event(kind, **data): "trial_start" (number, params, total), the trial's training
+    events (epoch_begin, batch, epoch_end: as `train`), "trial_end" (row, done, total, best,
+    elapsed, left: seconds, left None until a trial has finished here)."""
     import time
 
     from tfvision_cli.training.tracking import end_study_run, study_run
@@ -354,17 +358,16 @@ def run_study(
     parent = study_run(
         optuna_study, study_dir, study.fixed.get("track", "auto"), _study_settings(study)
     )
-    start, failed = time.monotonic(), 0
+    emit = on_event or (lambda kind, **data: None)
+    start, failed, ran = time.monotonic(), 0, 0
     while failed < study.trials and _counted(optuna_study) < study.trials:
         if timeout is not None and time.monotonic() - start > timeout:
             break
-        seen: dict = {}
+        seen: dict = {"study_dir": study_dir, "study": study, "parent": parent, "emit": emit}
         # one trial at a time through optimize (a sampler may stop the study from inside it:
         # GridSampler does when its grid is done)
         optuna_study.optimize(
-            functools.partial(
-                _one_trial, study_dir=study_dir, study=study, seen=seen, parent=parent
-            ),
+            functools.partial(_one_trial, seen=seen),
             n_trials=1,
             catch=(TfvisionError, _Surplus),
         )
@@ -372,11 +375,29 @@ def run_study(
             break
         row = _row(optuna_study.get_trials(deepcopy=False)[seen["number"]])
         failed += row["state"] == "fail"
-        if on_trial:
-            on_trial(row)
+        ran += 1
+        emit("trial_end", row=row, **_progress(optuna_study, study, time.monotonic() - start, ran))
     report = summarize(study_dir, optuna_study)
     end_study_run(parent, report)
     return report
+
+
+def _progress(optuna_study, study: Study, elapsed: float, ran: int) -> dict:
+    """Where the study stands after a trial: trials finished (every worker's), the best so
+    far, time spent here and an estimate of what is left (this process's pace)."""
+    finished = ("COMPLETE", "PRUNED", "FAIL")
+    done = sum(
+        1
+        for t in optuna_study.get_trials(deepcopy=False, states=tuple(map(_state, finished)))
+        if not t.user_attrs.get("surplus")
+    )
+    complete = optuna_study.get_trials(deepcopy=False, states=(_state("COMPLETE"),))
+    best = None
+    if complete:
+        b = max(complete, key=lambda t: t.value)
+        best = {"number": b.number, "value": b.value}
+    left = max(study.trials - done, 0) * elapsed / ran if ran else None
+    return {"done": done, "total": study.trials, "best": best, "elapsed": elapsed, "left": left}
 
 
 def _study_settings(study: Study) -> dict:
@@ -409,7 +430,9 @@ def _counted(optuna_study, before: int | None = None) -> int:
     return sum(1 for t in trials if before is None or t.number < before)
 
 
-def _one_trial(trial, study_dir: Path, study: Study, seen: dict, parent: str | None) -> float:
+def _one_trial(trial, seen: dict) -> float:
+    """One Optuna trial; `seen` carries the study's context in and what happened out."""
+    study = seen["study"]
     seen["number"] = trial.number
     if _counted(trial.study, before=trial.number) >= study.trials:
         seen["surplus"] = True
@@ -417,7 +440,7 @@ def _one_trial(trial, study_dir: Path, study: Study, seen: dict, parent: str | N
         raise _Surplus
     seed_sampler(trial.study.sampler, study.seed + trial.number)
     try:
-        return _objective(trial, study_dir, study, parent)
+        return _objective(trial, seen["study_dir"], study, seen["parent"], seen["emit"])
     except TfvisionError as e:
         trial.set_user_attr("error", str(e))
         raise
@@ -435,7 +458,7 @@ def seed_sampler(sampler, seed: int) -> None:
             rng.seed(seed % 2**32)
 
 
-def _objective(trial, study_dir: Path, study: Study, parent: str | None) -> float:
+def _objective(trial, study_dir: Path, study: Study, parent: str | None, emit) -> float:
     import optuna
 
     from tfvision_cli.tf_import import tf
@@ -451,13 +474,16 @@ def _objective(trial, study_dir: Path, study: Study, parent: str | None) -> floa
     trial.set_user_attr("host", socket.gethostname())
     run_dir = Path(study_dir) / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir))
-    config = trial_config(study, suggest(trial, study.space))
+    params = suggest(trial, study.space)
+    config = trial_config(study, params)
+    emit("trial_start", number=trial.number, params=params, total=study.trials)
     pruning = TrialPruning(trial, study.metric)
     try:
         with released():  # the trial's graphs, which TensorFlow's gradient registry would keep
             result = train(
                 config,
                 run_dir=run_dir,
+                on_event=emit,
                 hooks=Hooks(
                     [pruning], kind="tune trial", parent=str(study_dir), tracking_parent=parent
                 ),
@@ -519,8 +545,11 @@ def summarize(study_dir: Path, optuna_study) -> dict:
         if run_config.is_file():
             write_text_atomic(Path(study_dir) / "best.yaml", run_config.read_text())
     _leaderboard(Path(study_dir) / "trials.csv", trials)
-    pictures = _plots(Path(study_dir), optuna_study) if len(complete) >= 2 else []
+    few = few_trials(len(complete))
+    pictures = _plots(Path(study_dir), optuna_study, few) if len(complete) >= 2 else []
     report = {"study_dir": str(study_dir), "trials": trials, "best": best, "plots": pictures}
+    if few:
+        report["few_trials"] = few
     write_json(Path(study_dir) / "summary.json", report)
     return report
 
@@ -544,8 +573,23 @@ def _leaderboard(path: Path, trials: list[dict]) -> None:
     write_text_atomic(path, out.getvalue())
 
 
-def _plots(study_dir: Path, optuna_study) -> list[str]:
-    """Optuna's own matplotlib plots; a plot Optuna cannot draw (too few trials) is skipped."""
+# Below this many complete trials, parameter importances (fANOVA over the trials) are mostly
+# noise: said on the picture and in the output.
+IMPORTANCE_TRIALS = 10
+
+
+def few_trials(complete: int) -> str | None:
+    if complete >= IMPORTANCE_TRIALS:
+        return None
+    return (
+        f"only {complete} complete trials: parameter importances from fewer than "
+        f"{IMPORTANCE_TRIALS} are mostly noise"
+    )
+
+
+def _plots(study_dir: Path, optuna_study, few: str | None) -> list[str]:
+    """Optuna's own matplotlib plots; a plot Optuna cannot draw (too few trials) is skipped;
+    the importances say on the picture when they rest on few trials."""
     import warnings
 
     from optuna.visualization import matplotlib as ovm
@@ -561,6 +605,8 @@ def _plots(study_dir: Path, optuna_study) -> list[str]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ax = draw(optuna_study)
+            if few and name == "param_importances.png":
+                ax.figure.text(0.5, 0.005, few, ha="center", va="bottom", color="firebrick")
             written.append(str(save_figure(ax.figure, study_dir / name)))
         except (ValueError, RuntimeError, ZeroDivisionError):
             continue

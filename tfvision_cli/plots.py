@@ -68,30 +68,81 @@ def image_grid(
     title_colors: list[str] | None = None,
 ) -> Path:
     """A labelled grid of uint8 images (N, H, W, C) as a PNG."""
+    return save_figure(grid_figure(images, titles, suptitle, title_colors), out)
+
+
+TITLE_POINTS = 9
+
+
+def grid_figure(images, titles, suptitle=None, title_colors=None):
+    """The figure of image_grid. Titles are wrapped to their cell and the rows given room for
+    their lines, so that no title overlaps another or an image at any class-name length; the
+    text extents are measured after layout and the font made smaller until none overlap."""
     plt = _pyplot()
     n = len(images)
     cols = min(8, max(1, math.ceil(math.sqrt(n))))
     rows = max(1, math.ceil(n / cols))
     h, w = images.shape[1:3]
     cell = max(1.3, min(2.2, 1.3 * max(h, w) / 28))
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(cols * cell, rows * (cell + 0.3)), dpi=110, squeeze=False
+    for points in range(TITLE_POINTS, 4, -1):
+        wrapped = [_wrap(plain(t), cell, points) for t in titles]
+        lines = max((t.count("\n") + 1 for t in wrapped), default=1)
+        title_height = lines * points * 1.25 / 72 + 0.1  # inches
+        fig, axes = plt.subplots(
+            rows,
+            cols,
+            figsize=(cols * cell, rows * (cell + title_height) + (0.5 if suptitle else 0)),
+            dpi=110,
+            squeeze=False,
+        )
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i >= n:
+                continue
+            img = images[i]
+            if img.shape[-1] == 1:
+                ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:
+                ax.imshow(img, interpolation="nearest")
+            color = title_colors[i] if title_colors else "black"
+            ax.set_title(wrapped[i], fontsize=points, color=color)
+        if suptitle:
+            fig.suptitle(plain(suptitle), fontsize=11)
+        fig.tight_layout()
+        if not title_overlaps(fig):
+            return fig
+        plt.close(fig)
+    return fig  # the smallest font: overlaps only titles no wrapping can place
+
+
+def _wrap(title: str, cell_inches: float, points: int) -> str:
+    """Each line of a title wrapped to the characters that fit its cell (a long name is
+    broken, never run into its neighbour's)."""
+    import textwrap
+
+    per_line = max(6, int(cell_inches * 72 / (points * 0.62)))
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, per_line, break_long_words=True) or [""])
+        for line in title.split("\n")
     )
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        img = images[i]
-        if img.shape[-1] == 1:
-            ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        else:
-            ax.imshow(img, interpolation="nearest")
-        color = title_colors[i] if title_colors else "black"
-        ax.set_title(plain(titles[i]), fontsize=9, color=color)
-    if suptitle:
-        fig.suptitle(plain(suptitle), fontsize=11)
-    fig.tight_layout()
-    return save_figure(fig, out)
+
+
+def title_overlaps(fig) -> list[tuple[int, int]]:
+    """Pairs of (title, title or image) whose drawn extents overlap, after layout: the check
+    image_grid makes, and what tests measure."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.images]
+    titles = [ax.title.get_window_extent(renderer) for ax in axes]
+    pictures = [ax.images[0].get_window_extent(renderer) for ax in axes]
+    found = []
+    for i, t in enumerate(titles):
+        for j in range(len(axes)):
+            if j != i and t.overlaps(titles[j]) and (j, i) not in found:
+                found.append((i, j))
+            if t.overlaps(pictures[j]):
+                found.append((i, -1 - j))
+    return found
 
 
 def confusion_matrix(cm: np.ndarray, class_names: list[str], out: Path, title: str = "") -> Path:

@@ -172,9 +172,10 @@ def _print_report(r: dict) -> None:
     )
     if len(names) <= 20:
         cm = r["confusion_matrix"]
+        columns, legend = _matrix_columns(names, cm)
         t = console.table(
             "Confusion matrix (rows: true, columns: predicted)",
-            ["true", *(f"#{n}" for n in names)],
+            ["true", *(f"#{c}" for c in columns)],
             [],
         )
         for i in shown:
@@ -189,6 +190,8 @@ def _print_report(r: dict) -> None:
                 ),
             )
         console.print_table(t)
+        if legend:
+            console.out.print(console.safe(legend))
     if r["top_confusions"]:
         worst = ", ".join(
             f"{c['true']} → {c['predicted']} ({c['count']})" for c in r["top_confusions"]
@@ -196,3 +199,15 @@ def _print_report(r: dict) -> None:
         console.out.print(f"largest confusions: {console.safe(worst)}")
     for p in r.get("plots", []):
         console.log("wrote {path}", path=p)
+
+
+def _matrix_columns(names: list[str], cm: list[list[int]]) -> tuple[list[str], str | None]:
+    """The confusion matrix's column headers: the class names when the table fits the
+    terminal whole, else their indices with a legend (a name is never cut to `5_s…`)."""
+    digits = len(f"{max((max(row) for row in cm), default=0):,}")
+    row_label = max(map(len, names), default=0) + 4
+    whole = row_label + sum(max(len(n), digits) + 3 for n in names)
+    if whole <= console.out.width:
+        return list(names), None
+    legend = "columns: " + ", ".join(f"{i} = {n}" for i, n in enumerate(names))
+    return [str(i) for i in range(len(names))], legend

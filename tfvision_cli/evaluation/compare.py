@@ -231,7 +231,7 @@ def write_disagreements(comparison: Comparison, out_dir: Path, specs: list[str])
         def name(k, names=names):
             return names[k] if k < len(names) else str(k)
 
-        titles = [f"true {name(label[j])}\nA {name(base[j])} B {name(pred[j])}" for j in where]
+        titles = [f"true {name(label[j])}\nA {name(base[j])}\nB {name(pred[j])}" for j in where]
         colors = ["#1b7f3b" if pred[j] == label[j] else "#b00020" for j in where]
         out = out_dir / ("disagreements.png" if len(specs) == 2 else f"disagreements-{i}.png")
         written.append(

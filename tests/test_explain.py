@@ -64,6 +64,10 @@ def test_every_map_points_at_the_digit_on_the_classic_convnet(cli, mnist, mnist_
         "--json",
     )
     assert r.exit_code == 0, r.stderr
+    from tfvision_cli.analysis.explain import default_method
+    from tfvision_cli.models.io import load_model
+
+    assert default_method(load_model(run / "model.keras"))[0] == "saliency"  # stride 1
     for method, at_least in (("saliency", 2.0), ("integrated-gradients", 2.0), ("gradcam", 1.3)):
         ratio = digit_ratio(run / "model.keras", method, *mnist_test)
         assert ratio >= at_least, f"{method}: {ratio:.2f}x the digit's share of the area"
@@ -136,6 +140,12 @@ def test_explain_writes_a_heatmap_and_an_overlay_per_image(cli, mnist_run, mnist
         assert Path(rec["overlay"]).read_bytes()[:4] == b"\x89PNG"
     r = cli("explain", mnist_run, folder / "0-7.png", "--target", "seven")
     assert r.exit_code == 2 and "unknown class 'seven'" in r.stderr
+    # the default on the default model (a strided stem): Grad-CAM, which points at the digit
+    first = next(folder.glob("0-*.png"))
+    r = cli("explain", mnist_run, first, "--out", tmp_path / "auto", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["method"] == "gradcam"
+    assert "method: gradcam (a stem of stride 2 spreads plain input gradients" in r.stderr
 
 
 def test_an_export_cannot_be_explained_nor_an_mlp_by_gradcam(cli, tmp_path):
@@ -151,7 +161,8 @@ def test_an_export_cannot_be_explained_nor_an_mlp_by_gradcam(cli, tmp_path):
     # an MLP has no feature map after its input: Grad-CAM says so (it was "Graph disconnected")
     r = cli("explain", run, tmp_path / "x.png", "--method", "gradcam")
     assert r.exit_code == 2 and "this model has none: use --method saliency" in r.stderr
-    assert cli("explain", run, tmp_path / "x.png", "--out", tmp_path / "maps").exit_code == 0
+    r = cli("explain", run, tmp_path / "x.png", "--out", tmp_path / "maps", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["method"] == "saliency"  # the default
 
 
 def test_robustness_is_consistent_at_eps_zero_and_never_rises_with_eps(cli, mnist_run, tmp_path):

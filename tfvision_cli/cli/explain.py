@@ -29,7 +29,14 @@ EXAMPLES = examples(
 def explain(
     model: str = model_argument(..., help="Run (folder, name, latest) or .keras file."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders, or - (paths on stdin)."),
-    method: str = choice("saliency", "--method", choices=METHODS, help="How the map is made."),
+    method: str = choice(
+        "auto",
+        "--method",
+        choices=("auto", *METHODS),
+        help="How the map is made. auto: Grad-CAM behind a strided stem (where plain gradients "
+        "spread over the image), saliency on stride-1 convolutions and models without feature "
+        "maps.",
+    ),
     target: str | None = typer.Option(
         None, "--target", help="Explain this class (name or index) instead of the predicted one."
     ),
@@ -57,6 +64,11 @@ def explain(
     from tfvision_cli.serving.predict import iter_paths
 
     predictor = load_predictor(model)
+    if method == "auto":
+        from tfvision_cli.analysis.explain import default_method, differentiable
+
+        method, why = default_method(differentiable(predictor))
+        console.log(f"method: {method} ({why}; --method chooses another)")
     folder = out or runs_root() / "explanations" / time.strftime("%Y%m%d-%H%M%S")
     paths = list(iter_paths(inputs, sys.stdin))
     failed = 0

@@ -77,6 +77,10 @@ def test_prune_zeroes_the_asked_share_of_every_kernel_and_exports_through_the_ga
     parity = json.loads((int8.parent / "metadata.json").read_text())["parity"]
     assert int8.is_file() and parity["verified"] is True and parity["agreement"] >= 0.99
     assert sizes["tflite_int8_after_gzip"] < sizes["tflite_float_before_gzip"] / 3
+    # like for like: the source's own int8 export against the pruned one (zeros compress)
+    assert sizes["tflite_int8_after_gzip"] < sizes["tflite_int8_before_gzip"] * 0.9, sizes
+    state = cli("runs", "show", out, "--json").json()["state"]
+    assert state["kind"] == "prune" and state["parent"] == str(mnist_run)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +116,16 @@ def test_distill_teaches_a_student_that_stands_alone(cli, tmp_path):
     )
     assert r.exit_code == 0, r.stderr
     metrics = r.json()["metrics"]
+    # the teacher-and-student table's figures, measured on both models
+    sizes = r.json()["comparison"]
+    teacher_metrics = json.loads((teacher / "metrics.json").read_text())
+    assert sizes["teacher"]["params"] == teacher_metrics["params"]
+    assert sizes["student"]["params"] == metrics["params"] < sizes["teacher"]["params"]
+    assert sizes["student"]["test_accuracy"] == metrics["test_accuracy"]
+    assert sizes["teacher"]["test_accuracy"] == teacher_metrics["test_accuracy"]
+    assert sizes["student"]["bytes"] == (student / "model.keras").stat().st_size
+    assert 0 < sizes["student"]["flops"] < sizes["teacher"]["flops"]
+    assert "not smaller than its teacher" not in r.stderr
     assert metrics["distillation"]["temperature"] == 4 and metrics["distillation"]["alpha"] == 0.3
     rows = list(csv.DictReader((student / "history.csv").open()))
     assert len(rows) == 2 and all(float(row["distillation_loss"]) > 0.01 for row in rows)
@@ -124,3 +138,11 @@ def test_distill_teaches_a_student_that_stands_alone(cli, tmp_path):
     )
     r = cli("distill", teacher, "--student", "no-such-model", "--run-dir", tmp_path / "x")
     assert r.exit_code == 2 and "unknown model" in r.stderr
+    # a student as large as its teacher: warned before training, and in the table
+    r = cli("distill", teacher, "--student", "cnn", "--epochs", "1", "--run-dir", tmp_path / "y")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stderr.splitlines()
+    warned = [i for i, line in enumerate(lines) if "is not smaller than its teacher" in line]
+    first_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/1"))
+    assert len(warned) == 2 and warned[0] < first_epoch, r.stderr
+    assert "Teacher" in r.stdout and "parameters" in r.stdout and "1x" in r.stdout

@@ -172,6 +172,9 @@ class TrainingReporter:
     def __call__(self, kind: str, **d: Any) -> None:
         if kind in self.LINES:
             log(self.LINES[kind], **{k: v for k, v in d.items() if k in ("name", "text")})
+        elif kind in ("warning", "skipped"):
+            for text in d.get("files", [d.get("text")]):
+                warn(text if kind == "warning" else f"skipped {text}")
         elif kind == "run":
             self.run_path = d["path"]
             log(("resuming" if d["resuming"] else "run") + ": {path}", path=d["path"])
@@ -179,9 +182,6 @@ class TrainingReporter:
             if d.get("workers", 1) > 1:
                 set_prefix(f"[worker {d['worker']}] ")
             log("devices: {text}", text=d["text"])
-        elif kind == "skipped":
-            for failure in d["files"]:
-                warn(f"skipped {failure}")
         elif kind == "data":
             log(
                 "data: {name} " + "x".join(map(str, d["shape"])) + f", {d['classes']} classes; "

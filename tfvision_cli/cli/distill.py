@@ -89,6 +89,7 @@ def distill(
     if as_json:
         console.emit_json(report)
         return
+    _table(report["comparison"], teacher, student)
     m = report["metrics"]
     console.log(
         f"[green]done[/] student test accuracy [bold]{m['test_accuracy']:.4f}[/], "
@@ -96,3 +97,33 @@ def distill(
         run=report["run_dir"],
     )
     typer.echo(report["run_dir"])
+
+
+def _table(sizes: dict, teacher: str, student: str) -> None:
+    """Teacher against student: parameters, FLOPs per image, file size, test accuracy."""
+
+    def row(label: str, key: str, fmt) -> list:
+        t, s = sizes["teacher"][key], sizes["student"][key]
+        ratio = f"{s / t:.3g}x" if isinstance(t, int | float) and t and s is not None else ""
+        return [label, fmt(t) if t is not None else "-", fmt(s) if s is not None else "-", ratio]
+
+    def mflops(v):
+        return f"{v / 1e6:,.2f} M"
+
+    rows = [
+        row("parameters", "params", lambda v: f"{v:,}"),
+        row("FLOPs per image", "flops", mflops),
+        row("file size", "bytes", lambda v: f"{v / 2**20:,.2f} MB"),
+        row("test accuracy", "test_accuracy", lambda v: f"{v:.4f}"),
+    ]
+    console.print_table(
+        console.table(
+            f"Teacher {teacher} and student {student}",
+            ["", "#teacher", "#student", "#student/teacher"],
+            rows,
+        )
+    )
+    if sizes["student"]["params"] >= sizes["teacher"]["params"]:
+        from tfvision_cli.compress.distill import not_smaller
+
+        console.warn(not_smaller(student, sizes))

@@ -92,20 +92,31 @@ def prune(
     _print(report)
 
 
+def _change(before: int, after: int) -> str:
+    return f"{before:,} -> {after:,} B ({after / before:.2f}x)"
+
+
 def _print(r: dict) -> None:
     s, sizes = r["sparsity"], r["sizes"]
     rows = [
         ["pruned run", r["run_dir"]],
         ["sparsity", f"{s['overall']:.3f} ({s['pruned_weights']:,} of {s['weights']:,} weights)"],
         ["test accuracy", f"{r['test_accuracy_before']:.4f} -> {r['test_accuracy_after']:.4f}"],
-        [
-            "model.keras gzipped",
-            f"{sizes['keras_before_gzip']:,} -> {sizes['keras_after_gzip']:,} B",
-        ],
+        ["model.keras, gzipped", _change(sizes["keras_before_gzip"], sizes["keras_after_gzip"])],
     ]
-    for key, value in sizes.items():
-        if key.startswith("tflite") and key.endswith("gzip"):
-            rows.append([key.replace("_", " "), f"{value:,} B"])
+    paths = [k for k in sizes if k.startswith("tflite_") and k.endswith("_path")]
+    quantized = paths[0].removeprefix("tflite_").removesuffix("_path") if paths else None
+    if quantized:  # like for like: the same export of the source and of the pruned model
+        before, after = (
+            sizes[f"tflite_{quantized}_before_gzip"],
+            sizes[f"tflite_{quantized}_after_gzip"],
+        )
+        rows += [
+            [f"{quantized} .tflite, gzipped", _change(before, after)],
+            ["float .tflite before, gzipped", f"{sizes['tflite_float_before_gzip']:,} B"],
+        ]
     console.print_table(console.table("Pruning", ["", ""], rows, show_header=False))
+    if quantized:
+        console.log("wrote {path}", path=sizes[f"tflite_{quantized}_path"])
     layers = [[x["kernel"], f"{x['size']:,}", f"{x['sparsity']:.3f}"] for x in s["layers"]]
     console.print_table(console.table("Per layer", ["kernel", "#weights", "#sparsity"], layers))

@@ -82,6 +82,10 @@ def distill(
     config = config_lib.resolve(None, values, None, validate=False)
     check_config(config)
     tf()  # quietly, before Keras imports it
+    sizes = compare_sizes(path, student, config.model_options or {})
+    emit = on_event or (lambda kind, **data: None)
+    if sizes["student"]["params"] >= sizes["teacher"]["params"]:
+        emit("warning", text=not_smaller(student, sizes))
 
     def wrap(student_model, placement):
         import keras
@@ -114,4 +118,45 @@ def distill(
         "alpha": alpha,
     }
     write_json(RunDir(result.run_dir).metrics, result.metrics)
-    return {"run_dir": str(result.run_dir), "metrics": result.metrics}
+    run = RunDir(result.run_dir)
+    sizes["student"]["bytes"] = run.model.stat().st_size
+    sizes["student"]["test_accuracy"] = result.metrics.get("test_accuracy")
+    teacher_metrics = RunDir(path.parent).read_metrics() if path.name == "model.keras" else {}
+    if teacher_metrics.get("dataset") == config.dataset:  # the same test split
+        sizes["teacher"]["test_accuracy"] = teacher_metrics.get("test_accuracy")
+    return {"run_dir": str(result.run_dir), "metrics": result.metrics, "comparison": sizes}
+
+
+def compare_sizes(teacher: Path, student: str, options: dict) -> dict:
+    """Parameters, FLOPs per image and file size of the teacher and of the student (built
+    untrained for the teacher's input and classes, before any training)."""
+    from tfvision_cli.models.io import load_model
+    from tfvision_cli.models.registry import create_model
+    from tfvision_cli.models.summary import count_params, flops_per_image
+
+    teacher_model = load_model(teacher)
+    shape, classes = teacher_model.input_shape[1:], int(teacher_model.output_shape[-1])
+    student_model = create_model(student, shape, classes, **options)
+    return {
+        "teacher": {
+            "params": count_params(teacher_model),
+            "flops": flops_per_image(teacher_model),
+            "bytes": teacher.stat().st_size,
+            "test_accuracy": None,
+        },
+        "student": {
+            "params": count_params(student_model),
+            "flops": flops_per_image(student_model),
+            "bytes": None,
+            "test_accuracy": None,
+        },
+    }
+
+
+def not_smaller(student: str, sizes: dict) -> str:
+    s, t = sizes["student"]["params"], sizes["teacher"]["params"]
+    return (
+        f"the student ({student}, {s:,} parameters) is not smaller than its teacher ({t:,}): "
+        "distillation makes a model smaller only through a smaller student "
+        "(`tfvision models list` shows their sizes)"
+    )

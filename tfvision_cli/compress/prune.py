@@ -213,21 +213,22 @@ def _report(origin, result, sparsity: float, schedule: str, quantize: str | None
 
 
 def _tflite_sizes(origin, pruned, quantize: str) -> dict:
-    """The source's float .tflite and the pruned run's quantized one, raw and gzipped (the
-    source's export is written to a temporary folder and removed)."""
+    """The .tflite sizes, raw and gzipped, like for like: the source exported with the same
+    quantization (what pruning alone saves) and as float (what both save), each written to a
+    temporary folder and removed; and the pruned run's quantized export, kept, with its path."""
     import tempfile
 
     from tfvision_cli.artifacts.export import export
     from tfvision_cli.artifacts.loaders import load_predictor
 
+    sizes = {}
     with tempfile.TemporaryDirectory(prefix="tfvision-prune-") as tmp:
-        float_file = export(
-            load_predictor(str(origin.path)), "tflite", Path(tmp) / "float.tflite"
-        ).path
-        sizes = {
-            "tflite_float_before": float_file.stat().st_size,
-            "tflite_float_before_gzip": gzipped_size(float_file),
-        }
+        source = load_predictor(str(origin.path))
+        for kind, q in (("float", "none"), (quantize, quantize)):
+            out = Path(tmp) / kind / "model.tflite"
+            before = export(source, "tflite", out, quantize=q).path
+            sizes[f"tflite_{kind}_before"] = before.stat().st_size
+            sizes[f"tflite_{kind}_before_gzip"] = gzipped_size(before)
     quantized = export(load_predictor(str(pruned.path)), "tflite", quantize=quantize).path
     sizes[f"tflite_{quantize}_after"] = quantized.stat().st_size
     sizes[f"tflite_{quantize}_after_gzip"] = gzipped_size(quantized)

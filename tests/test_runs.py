@@ -19,7 +19,7 @@ def _train(cli, *args: str):
     return r
 
 
-def test_a_named_run_is_listed_whole_at_80_columns_and_found_by_name(cli, monkeypatch):
+def test_a_named_run_is_listed_whole_at_80_columns_and_found_by_name(cli, monkeypatch, tmp_path):
     monkeypatch.setenv("COLUMNS", "80")
     name = "cnn-on-my-photos-lr0.003-augment-v2"
     _train(cli, "--name", name)
@@ -46,6 +46,12 @@ def test_a_named_run_is_listed_whole_at_80_columns_and_found_by_name(cli, monkey
     assert shown["run_dir"] == str(root / name) and shown["metrics"]["epochs"] == 1
     r = cli("evaluate", name, "--no-plots", "--json")  # every command takes the name
     assert r.exit_code == 0 and r.json()["model"] == str(root / name / "model.keras")
+    # a folder of the same name where the command runs (a data folder, say) does not hide it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).mkdir()
+    assert cli("runs", "show", name, "--json").json()["run_dir"] == str(root / name)
+    r = cli("runs", "show", f"./{name}")  # the folder here, asked for as a path
+    assert r.exit_code == 2 and "is not a tfvision run directory" in r.stderr
 
 
 def test_bad_names_and_name_with_run_dir_are_usage_errors(cli, tmp_path):

@@ -186,7 +186,7 @@ def list_runs(root: Path | None = None) -> list[tuple[RunDir, dict | None]]:
 
 
 def resolve_run(spec: str | os.PathLike) -> RunDir:
-    """A run directory from a path, a run's name in the runs root (as `runs list` shows it), or
+    """A run directory from a run's name in the runs root (as `runs list` shows it), a path, or
     `latest` (the newest readable run under the runs root)."""
     if str(spec) == "latest":
         readable = [run for run, state in list_runs() if state is not None]
@@ -196,10 +196,10 @@ def resolve_run(spec: str | os.PathLike) -> RunDir:
                 hint="train one with `tfvision train`, or give a run directory",
             )
         return readable[0]
-    run = RunDir(Path(spec))
+    # a plain name is the run of that name in the runs root first, wherever the command runs
+    # (a folder of the same name here is ./NAME)
     named = by_name(str(spec))
-    if not run.path.is_dir() and named is not None:
-        run = named
+    run = named if named is not None else RunDir(Path(spec))
     if not run.path.is_dir():
         raise UsageError(
             f"{spec} does not exist.{close_run_names(str(spec))}",
@@ -305,8 +305,8 @@ def _foreign_inside(folder: Path) -> list[str]:
         if folder.name == "backup":
             ours = p.is_file() and not p.is_symlink() and p.name in _BACKUP_FILES
             ours = ours or is_own_temporary(p, _BACKUP_FILES)
-        elif folder.name == "logs":  # TensorBoard: one folder of event files per split
-            ours = _event_folder(p)
+        elif folder.name == "logs":  # TensorBoard: a folder of event files per split, and
+            ours = _event_folder(p) or _event_file(p)  # the HParams' own beside them
         else:  # exports: tfvision's export folders, each holding only what it recorded
             ours = export_folder_is_ours(p) or _own_export_temporary(p)
         if not ours:
@@ -317,10 +317,11 @@ def _foreign_inside(folder: Path) -> list[str]:
 def _event_folder(p: Path) -> bool:
     if p.is_symlink() or not p.is_dir():
         return False
-    return all(
-        f.is_file() and not f.is_symlink() and f.name.startswith("events.out.tfevents.")
-        for f in p.iterdir()
-    )
+    return all(_event_file(f) for f in p.iterdir())
+
+
+def _event_file(p: Path) -> bool:
+    return p.is_file() and not p.is_symlink() and p.name.startswith("events.out.tfevents.")
 
 
 def _own_export_temporary(p: Path) -> bool:

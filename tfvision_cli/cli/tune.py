@@ -11,10 +11,14 @@ from tfvision_cli.cli.app import app
 from tfvision_cli.cli.common import Json, choice, examples, flag
 from tfvision_cli.cli.complete import complete_datasets
 from tfvision_cli.cli.options import takes_config
+from tfvision_cli.training.study_storage import without_password
 from tfvision_cli.training.tune import METRICS, PRUNERS, SAMPLERS
 
 EXAMPLES = examples(
     "tfvision tune mnist --space space.yaml --trials 20 --epochs 3",
+    "PGPASSWORD=... tfvision tune mnist --space space.yaml --trials 40 --storage "
+    "postgresql://me@db.example/studies --study-name mnist-lr",
+    "tfvision tune --list --storage postgresql://me@db.example/studies",
     "tfvision tune --resume --study-dir saved_models/tune-mnist-20261204-101500",
 )
 
@@ -64,23 +68,37 @@ def tune(
         help="The study's folder (default: saved_models/tune-DATASET-TIME).",
     ),
     storage: str | None = typer.Option(
-        None, "--storage", help="An Optuna storage URL (postgresql://...) shared by machines."
+        None,
+        "--storage",
+        help="An Optuna storage URL shared by machines: postgresql://USER@HOST/DB (password "
+        "from PGPASSWORD; needs pip install -e '.[postgres]').",
+    ),
+    study_name: str | None = typer.Option(
+        None,
+        "--study-name",
+        help="The study's name in --storage, the same on every machine (default: the study "
+        "folder's name).",
     ),
     resume: bool = flag(False, "--resume", help="Continue the study in --study-dir."),
+    list_studies: bool = flag(False, "--list", help="List the studies in --storage and stop."),
     as_json: Json = False,
     flags: dict,
 ) -> None:
     """Search hyperparameters with Optuna; every trial is an ordinary run in the study folder."""
     from tfvision_cli.training.tune import new_study, resumed_study, run_study, study_folder
 
+    if list_studies:
+        _list(storage, as_json)
+        return
     if resume:
         study = resumed_study(study_dir, trials, storage)
     else:
         study = new_study(dataset, space, flags, sampler, pruner, metric, trials, storage)
-        study_dir = study_folder(study, study_dir)
+        study_dir = study_folder(study, study_dir, study_name)
+    where = f" in {without_password(study.storage)}" if study.storage else ""
     console.log(
-        f"study: {study.trials} trials, {study.sampler} sampler, {study.pruner} pruner -> "
-        + "{dir}",
+        f"study {study.name}{where}: {study.trials} trials, {study.sampler} sampler, "
+        f"{study.pruner} pruner -> " + "{dir}",
         dir=study_dir,
     )
 
@@ -97,19 +115,55 @@ def tune(
     _print(report, study.metric)
 
 
+def _list(storage: str | None, as_json: bool) -> None:
+    """tune --list --storage URL: the studies on a server."""
+    from tfvision_cli.errors import UsageError
+    from tfvision_cli.training.study_storage import check_storage, list_studies
+
+    if not storage:
+        raise UsageError("--list needs --storage URL (a study folder's own file is one study)")
+    check_storage(storage)
+    rows = list_studies(storage)
+    if as_json:
+        console.emit_json(rows)
+        return
+    table = [
+        [
+            r["name"],
+            r["trials"].get("complete", 0),
+            sum(r["trials"].values()),
+            f"{r['best']['value']:.4f}" if r["best"] else "",
+            r["metric"] or "",
+            r["dataset"] or "",
+            r["model"] or "",
+            ", ".join(r["hosts"]),
+        ]
+        for r in rows
+    ]
+    console.print_table(
+        console.table(
+            f"Studies in {without_password(storage)}",
+            ["study", "#complete", "#trials", "#best", "metric", "dataset", "model", "hosts"],
+            table,
+        )
+    )
+
+
 def _print(report: dict, metric: str) -> None:
     rows = sorted(report["trials"], key=lambda t: (t["value"] is None, -(t["value"] or 0)))
     names = sorted({k for t in rows for k in t["params"]})
+    hosts = len({t.get("host") for t in rows}) > 1  # several machines: who ran each trial
     console.print_table(
         console.table(
             f"Study {report['study_dir']}: {len(rows)} trials",
-            ["#trial", "state", f"#{metric}", *names],
+            ["#trial", "state", f"#{metric}", *names, *(["host", "run folder"] if hosts else [])],
             [
                 [
                     t["number"],
                     t["state"],
                     f"{t['value']:.4f}" if t["value"] is not None else "",
                     *(_short(t["params"].get(n)) for n in names),
+                    *([t.get("host") or "", t.get("run_dir") or ""] if hosts else []),
                 ]
                 for t in rows[:20]
             ],

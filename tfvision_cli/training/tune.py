@@ -22,6 +22,7 @@ import gc
 import io
 import itertools
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ from typing import Any
 from tfvision_cli import config as config_lib
 from tfvision_cli.errors import TfvisionError, UsageError, did_you_mean
 from tfvision_cli.files import create_text, process_alive, write_json, write_text_atomic
+from tfvision_cli.training.study_storage import (
+    check_joined,
+    check_storage,
+    open_storage,
+    without_password,
+)
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
@@ -62,6 +69,7 @@ class Study:
     trials: int = 20
     seed: int = 0
     storage: str | None = None
+    name: str = "tfvision"  # the Optuna study's name in its storage (--study-name)
 
 
 def parse_space(raw: Any, where: str = "the space") -> list[Dimension]:
@@ -170,36 +178,6 @@ def _study_raw(study: Study) -> dict:
     return raw
 
 
-def without_password(url: str | None) -> str | None:
-    """A storage URL with its password taken out (postgresql://me:secret@db/x ->
-    postgresql://me@db/x): what tune.yaml keeps and messages show. PostgreSQL's driver reads
-    the password from PGPASSWORD (or ~/.pgpass) when a study is resumed."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=user + host))
-
-
-def check_storage(url: str) -> None:
-    """Open an Optuna storage URL once, so that a wrong one is a usage error (exit 2) before a
-    study folder is made for it."""
-    import optuna
-
-    try:
-        optuna.storages.get_storage(url)
-    except Exception as e:  # SQLAlchemy's and the drivers' many exception types
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot open --storage {without_password(url)}: {reason[:300]}") from None
-
-
 def create_study_file(study_dir: Path, study: Study) -> bool:
     """Write the study file unless one is there: False when another process was first."""
     return create_text(study_dir / STUDY_FILE, _yaml(_study_raw(study)))
@@ -252,6 +230,10 @@ def study_problems(study: Study) -> list[str]:
             problems.append(str(e))
     if study.storage is not None and not isinstance(study.storage, str):
         problems.append("storage must be a URL")
+    try:
+        check_name(str(study.name))
+    except UsageError as e:
+        problems.append(str(e))
     return problems
 
 
@@ -281,7 +263,7 @@ def open_study(study_dir: Path, study: Study):
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported by tfvision
     if study.storage:
-        storage = study.storage
+        storage = open_storage(study.storage)
     else:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
@@ -298,14 +280,27 @@ def open_study(study_dir: Path, study: Study):
         "median": optuna.pruners.MedianPruner(n_warmup_steps=1),
         "hyperband": optuna.pruners.HyperbandPruner(),
     }[study.pruner]
-    return optuna.create_study(
-        study_name="tfvision",
+    opened = optuna.create_study(
+        study_name=study.name,
         storage=storage,
         sampler=sampler,
         pruner=pruner,
         direction="maximize",
         load_if_exists=True,
     )
+    check_joined(opened, study.name, identity(study))
+    return opened
+
+
+def identity(study: Study) -> dict:
+    """What makes two workers' studies one experiment (kept in the storage, checked on join)."""
+    return {
+        "dataset": study.dataset,
+        "model": study.fixed.get("model", "auto"),
+        "metric": study.metric,
+        "sampler": study.sampler,
+        "space": {d.name: _dimension_yaml(d) for d in study.space},
+    }
 
 
 def recover(optuna_study) -> list[int]:
@@ -434,6 +429,9 @@ def _one_trial(trial, seen: dict) -> float:
     """One Optuna trial; `seen` carries the study's context in and what happened out."""
     study = seen["study"]
     seen["number"] = trial.number
+    # who runs it, first: recover() tells a dead worker's trial by these
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("host", socket.gethostname())
     if _counted(trial.study, before=trial.number) >= study.trials:
         seen["surplus"] = True
         trial.set_user_attr("surplus", True)
@@ -470,8 +468,6 @@ def _objective(trial, study_dir: Path, study: Study, parent: str | None, emit) -
     from tfvision_cli.training.callbacks import TrialPruning
     from tfvision_cli.training.session import Hooks, train
 
-    trial.set_user_attr("pid", os.getpid())
-    trial.set_user_attr("host", socket.gethostname())
     run_dir = Path(study_dir) / "trials" / f"{trial.number:04d}"
     trial.set_user_attr("run_dir", str(run_dir))
     params = suggest(trial, study.space)
@@ -522,6 +518,7 @@ def _row(t) -> dict:
         "params": dict(t.params),
         "value": t.value,
         "run_dir": t.user_attrs.get("run_dir"),
+        "host": t.user_attrs.get("host"),
     }
 
 
@@ -558,7 +555,7 @@ def _leaderboard(path: Path, trials: list[dict]) -> None:
     names = sorted({k for t in trials for k in t["params"]})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["number", "state", "value", *names, "run_dir"])
+    writer.writerow(["number", "state", "value", *names, "run_dir", "host"])
     ranked = sorted(trials, key=lambda t: (t["value"] is None, -(t["value"] or 0)))
     for t in ranked:
         writer.writerow(
@@ -568,6 +565,7 @@ def _leaderboard(path: Path, trials: list[dict]) -> None:
                 t["value"],
                 *(t["params"].get(n) for n in names),
                 t["run_dir"],
+                t["host"],
             ]
         )
     write_text_atomic(path, out.getvalue())
@@ -679,22 +677,37 @@ def _check_first_trial(study: Study) -> None:
         raise UsageError(f"with the space's first values: {e}") from None
 
 
-def study_folder(study: Study, study_dir: Path | None) -> Path:
+def check_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}", name):
+        raise UsageError(
+            f"study name {name!r}: use letters, digits and _ . + - (at most 100, first a letter "
+            "or digit)"
+        )
+    return name
+
+
+def study_folder(study: Study, study_dir: Path | None, name: str | None = None) -> Path:
     """The study's folder (default saved_models/tune-DATASET-TIME), created, or joined when the
     same command started elsewhere at once created it; a folder that is not a tfvision study,
-    or holds another study, is refused."""
+    or holds another study, is refused. The study is named `name`, else after its folder."""
     import re
     import time
 
     from tfvision_cli.files import is_temporary
     from tfvision_cli.runs import runs_root
 
+    if study.storage and not name and study_dir is None:
+        raise UsageError(
+            "a study in a shared --storage needs a name that every machine gives: "
+            "--study-name NAME (or --study-dir, whose folder name it takes)"
+        )
     if study_dir is None:
         slug = re.sub(r"[^A-Za-z0-9_.]+", "_", Path(study.dataset).name).strip("_") or "data"
         study_dir = runs_root() / f"tune-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
     others = study_dir.exists() and any(not is_temporary(p.name) for p in study_dir.iterdir())
     if others and not (study_dir / STUDY_FILE).exists():
         raise UsageError(f"{study_dir} exists and is not a tfvision study; refusing to use it")
+    study.name = check_name(name or Path(study_dir).name)
     # the same command started on other processes at once: one creates, the others join
     on_disk = dataclasses.replace(study, storage=without_password(study.storage))
     if not create_study_file(study_dir, study) and load_study(study_dir) != on_disk:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+import warnings
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,6 +74,8 @@ def open_storage(url: str):
     import optuna
     import sqlalchemy.exc
 
+    # the heartbeat's arguments are marked experimental (since Optuna 2.8): not the user's news
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     install = missing_driver(url)
     if install:
         raise UsageError(

@@ -56,6 +56,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--skip-prune", action="store_true")
     parser.add_argument("--teacher", help="an existing run to use as the teacher")
+    parser.add_argument(
+        "--alone", help="an existing run of the student trained alone (one seed: its own)"
+    )
+    parser.add_argument(
+        "--distill-arg",
+        action="append",
+        default=[],
+        help="an extra argument for `tfvision distill` (repeatable), e.g. "
+        "--distill-arg=--label-smoothing --distill-arg=0",
+    )
     a = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,9 +120,14 @@ def distill_pair(a, teacher: Path, root: Path, seed: int) -> dict:
     for option in a.student_option:
         common += ["--model-option", option]
     alone, distilled = root / f"alone-{seed}", root / f"distilled-{seed}"
-    seconds_alone, r_alone = tfvision(
-        "train", "mnist", "--model", a.student, *common, "--run-dir", alone
-    )
+    if a.alone:
+        alone = Path(a.alone)
+        seconds_alone = None
+        r_alone = {"metrics": json.loads((alone / "metrics.json").read_text())}
+    else:
+        seconds_alone, r_alone = tfvision(
+            "train", "mnist", "--model", a.student, *common, "--run-dir", alone
+        )
     seconds_distilled, r_distilled = tfvision(
         "distill",
         teacher,
@@ -123,6 +138,7 @@ def distill_pair(a, teacher: Path, root: Path, seed: int) -> dict:
         a.temperature,
         "--alpha",
         a.alpha,
+        *a.distill_arg,
         "--run-dir",
         distilled,
     )
@@ -135,8 +151,9 @@ def distill_pair(a, teacher: Path, root: Path, seed: int) -> dict:
         "seed": seed,
         "temperature": a.temperature,
         "alpha": a.alpha,
+        "distill_args": a.distill_arg,
         "alone": {
-            "seconds": round(seconds_alone, 1),
+            "seconds": seconds_alone and round(seconds_alone, 1),
             "test_accuracy": r_alone["metrics"]["test_accuracy"],
         },
         "distilled": {

@@ -426,13 +426,19 @@ def test_sigterm_answers_every_request_already_received(mnist_run, digits):
     threads = [threading.Thread(target=send) for _ in range(4)]
     for t in threads:
         t.start()
+
     # SIGTERM once the server has received all four (a loaded machine may take seconds to send
     # 4 x 7 MB; a request not yet received when the signal comes is, rightly, not answered)
-    in_progress = 'tfvision_requests_in_progress{endpoint="predict"}'
+    def received() -> float:  # being answered, or answered already
+        return _metric(server, 'tfvision_requests_in_progress{endpoint="predict"}') + sum(
+            _metric(server, f'tfvision_requests_total{{code="{c}",endpoint="predict"}}')
+            for c in (200, 400, 413, 500, 503)
+        )
+
     deadline = time.monotonic() + 60
-    while _metric(server, in_progress) < 4 and time.monotonic() < deadline:
+    while received() < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _metric(server, in_progress) == 4
+    assert received() == 4
     server.process.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=120)

@@ -56,7 +56,7 @@ PANELS = {
         "adversarial_share",
     ),
     common.DEVICES: ("strategy", "mixed_precision", "deterministic", "steps_per_execution", "xla"),
-    common.OUTPUT: ("seed", "calibrate"),
+    common.OUTPUT: ("seed", "calibrate", "track"),
 }
 PANEL_ORDER = (
     common.DATA,

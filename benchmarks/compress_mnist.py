@@ -51,7 +51,7 @@ def main() -> None:
         help="KEY=VALUE for the student (repeatable), e.g. hidden=800",
     )
     parser.add_argument("--student-epochs", type=int, default=10)
-    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--skip-prune", action="store_true")

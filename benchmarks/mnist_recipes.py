@@ -1,11 +1,13 @@
 """Side-by-side MNIST benchmark: the published Keras example against tfvision's recipes.
 
-    TFDS_DATA_DIR=... python benchmarks/mnist_recipes.py --seeds 0 1 2 [--write] [--log runs.log]
+    TFDS_DATA_DIR=... python benchmarks/mnist_recipes.py --seeds 0 1 [--write] [--log runs.log]
 
 Runs each recipe as a whole command (TensorFlow import, data, model build, training, test
 evaluation), alternating recipes within each seed so that machine drift hits all alike, and
-reports medians over seeds of test accuracy, wall time, training images/s and peak RSS, with the
-ratios to the reference. --write stores the table in benchmarks/RESULTS.md.
+reports means over seeds of test accuracy, wall time, training images/s, peak RSS and the
+first step, with the ratio to the faster of the two references (the Keras example with oneDNN's
+kernels off and on), the CPU's vector features, and where tfvision's time goes stage by stage.
+--write stores the tables in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,32 +30,53 @@ NOTES_MARKER = "<!-- notes: kept as they are by --write -->"
 PY = sys.executable
 
 TFVISION = [PY, "-m", "tfvision_cli", "train", "mnist"]
+REFERENCE = [PY, str(HERE / "reference_keras_mnist.py")]
 REFERENCE_SETTINGS = (
     "--model cnn --optimizer adam --batch-size 128 --epochs 15 --validation-split 0.1 "
     "--schedule constant --learning-rate 0.001 --warmup-epochs 0 --label-smoothing 0"
 )
-# name -> the command without seed and run directory
+# name -> (the command without seed and run directory, the environment it runs in). The
+# reference runs both ways: TensorFlow turns oneDNN's kernels on by itself only on CPUs with
+# AVX-512 class features, and tfvision turns them on everywhere; ratios are to the faster.
 RECIPES = {
-    "reference (Keras example)": [PY, str(HERE / "reference_keras_mnist.py")],
-    "tfvision train mnist": TFVISION,
-    "tfvision --preset fast": [*TFVISION, "--preset", "fast"],
-    "tfvision, reference settings": [*TFVISION, *REFERENCE_SETTINGS.split()],
-    "tfvision --model mlp --epochs 10": [*TFVISION, "--model", "mlp", "--epochs", "10"],
+    "reference, oneDNN off": (REFERENCE, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+    "reference, oneDNN on": (REFERENCE, {"TF_ENABLE_ONEDNN_OPTS": "1"}),
+    "tfvision train mnist": (TFVISION, {}),
+    "tfvision --preset fast": ([*TFVISION, "--preset", "fast"], {}),
+    "tfvision, reference settings": ([*TFVISION, *REFERENCE_SETTINGS.split()], {}),
+    "tfvision --model mlp --epochs 10": ([*TFVISION, "--model", "mlp", "--epochs", "10"], {}),
 }
+DEFAULT_RECIPES = list(RECIPES)[:4]
+# the stages of metrics.json's stage_seconds, in order, with "startup" (Python, the CLI, up to
+# TensorFlow's import) and "exit" (metrics.json written -> the process gone) around them
+STAGES = (
+    "startup",
+    "tensorflow_import",
+    "data",
+    "build",
+    "first_step",
+    "steps",
+    "validation",
+    "test_and_save",
+    "exit",
+)
 
 
-def command(name: str, seed: int, run_dir: str) -> list[str]:
+def command(name: str, seed: int, run_dir: str) -> tuple[list[str], dict]:
+    cmd, env = RECIPES[name]
     if name.startswith("reference"):
-        return [*RECIPES[name], str(seed)]
-    return [*RECIPES[name], "--seed", str(seed), "--run-dir", run_dir, "--json"]
+        return [*cmd, str(seed)], env
+    return [*cmd, "--seed", str(seed), "--run-dir", run_dir, "--json"], env
 
 
-def run(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of the whole command (GNU time), and what it printed."""
-    wall, rss_gb, stdout = timed(cmd)
+def run(cmd: list[str], env: dict, run_dir: str) -> dict:
+    """Wall time and peak RSS of the whole command (GNU time), what it printed, and for
+    tfvision where the time went."""
+    wall, rss_gb, stdout = timed(cmd, env)
+    ended = time.time()
     out = json.loads(stdout.strip().splitlines()[-1])
     m = out.get("metrics", out)
-    return {
+    result = {
         "test_accuracy": m["test_accuracy"],
         "wall_seconds": wall,
         "train_images_per_second": m["train_images_per_second"],
@@ -61,6 +84,12 @@ def run(cmd: list[str]) -> dict:
         # TensorFlow imported -> first training step finished (issue 6, target 4)
         "seconds_to_first_step": m.get("seconds_to_first_step") or float("nan"),
     }
+    if "stage_seconds" in m:
+        stages = dict(m["stage_seconds"])
+        stages["exit"] = ended - (Path(run_dir) / "metrics.json").stat().st_mtime
+        stages["startup"] = wall - sum(stages.values())
+        result["stage_seconds"] = {k: round(stages[k], 2) for k in STAGES}
+    return result
 
 
 def _num(v: float) -> str:
@@ -82,7 +111,8 @@ def compute_table(med: dict) -> list[str]:
     # AVX2 + FMA: two 8-wide fp32 FMA units per core, 32 FLOP per cycle
     peak = 32 * mhz / 1e3 * cores
     models = {
-        "reference (Keras example)": ("cnn", {}),
+        "reference, oneDNN off": ("cnn", {}),
+        "reference, oneDNN on": ("cnn", {}),
         "tfvision, reference settings": ("cnn", {}),
         "tfvision train mnist": ("fastnet", {}),
         "tfvision --preset fast": (
@@ -131,10 +161,99 @@ def machine() -> str:
     )
 
 
+def cpu_flags() -> str:
+    """The vector features that decide TensorFlow's default for oneDNN."""
+    flags = next(
+        (
+            line.split(":", 1)[1].split()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        ),
+        [],
+    )
+    wanted = [f for f in flags if f in ("avx2", "fma") or f.startswith(("avx512", "amx"))]
+    return " ".join(sorted(wanted)) or "none of avx2, avx512*, amx*"
+
+
+def run_all(args, done: dict) -> dict[str, list[dict]]:
+    """Each recipe once per seed, alternating within a seed; runs in --log are not redone."""
+    # each recipe's own oneDNN setting only, not one this shell left behind
+    for k in ("TF_ENABLE_ONEDNN_OPTS", "TFVISION_ONEDNN"):
+        os.environ.pop(k, None)
+    results: dict[str, list[dict]] = {r: [] for r in args.recipes}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for name in args.recipes:
+                r = done.get((seed, name))
+                if r is None:
+                    run_dir = f"{tmp}/{seed}-{abs(hash(name))}"
+                    r = run(*command(name, seed, run_dir), run_dir)
+                    line = f"seed {seed} {name}: {json.dumps(r)}"
+                    if args.log:
+                        with args.log.open("a") as f:
+                            f.write(line + "\n")
+                    print(line, file=sys.stderr, flush=True)
+                results[name].append(r)
+    return results
+
+
+def summary_table(results: dict[str, list[dict]], seeds: list[int]) -> list[str]:
+    """Means over seeds; ratios to the faster of the two references."""
+    keys = ("test_accuracy", "wall_seconds", "train_images_per_second", "peak_rss_gb")
+    mean = {
+        n: {k: statistics.mean(r[k] for r in rs) for k in (*keys, "seconds_to_first_step")}
+        for n, rs in results.items()
+    }
+    refs = {n: m for n, m in mean.items() if n.startswith("reference")}
+    fastest = min(refs, key=lambda n: refs[n]["wall_seconds"]) if refs else None
+    ref = refs.get(fastest)
+    lines = [
+        f"Machine: {machine()}. CPU flags: {cpu_flags()}.",
+        f"Means over seeds {seeds}; whole-command wall time (Python and TensorFlow import, data, "
+        f"build, training, test evaluation, exit). Ratios are to the faster reference"
+        + (f" ({fastest})." if fastest else " (none run)."),
+        "",
+        "| recipe | test accuracy (per seed) | wall s (per seed) | vs faster ref | "
+        "train images/s | peak RSS GB | first step s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in mean.items():
+        rs = results[name]
+        ratio = f"{m['wall_seconds'] / ref['wall_seconds']:.3f}x" if ref else ""
+        lines.append(
+            f"| {name} | {m['test_accuracy']:.4f} ("
+            + " / ".join(f"{r['test_accuracy']:.4f}" for r in rs)
+            + f") | {m['wall_seconds']:.1f} ("
+            + " / ".join(f"{r['wall_seconds']:.1f}" for r in rs)
+            + f") | {ratio} | {m['train_images_per_second']:,.0f} | {m['peak_rss_gb']:.2f} | "
+            f"{_num(m['seconds_to_first_step'])} |"
+        )
+    return lines
+
+
+def stage_table(results: dict[str, list[dict]]) -> list[str]:
+    """Where tfvision's time goes, stage by stage (means over seeds, seconds)."""
+    ours = {n: rs for n, rs in results.items() if all("stage_seconds" in r for r in rs)}
+    if not ours:
+        return []
+    lines = [
+        "",
+        "Where the time goes (seconds, means over seeds; startup: Python and the CLI up to "
+        "TensorFlow's import; exit: metrics.json written to the process gone):",
+        "",
+        "| recipe | " + " | ".join(STAGES) + " |",
+        "|---|" + "---|" * len(STAGES),
+    ]
+    for name, rs in ours.items():
+        cells = [f"{statistics.mean(r['stage_seconds'][k] for r in rs):.2f}" for k in STAGES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--recipes", nargs="+", default=DEFAULT_RECIPES, choices=list(RECIPES))
     ap.add_argument("--write", action="store_true", help="store the table in RESULTS.md")
     ap.add_argument(
         "--log",
@@ -149,46 +268,21 @@ def main() -> None:
             m = re.match(r"^seed (\d+) (.+?): (\{.*\})$", line)
             if m:
                 done[(int(m.group(1)), m.group(2))] = json.loads(m.group(3))
-    results: dict[str, list[dict]] = {r: [] for r in args.recipes}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            for name in args.recipes:
-                r = done.get((seed, name))
-                if r is None:
-                    r = run(command(name, seed, f"{tmp}/{seed}-{hash(name)}"))
-                    line = f"seed {seed} {name}: {json.dumps(r)}"
-                    if args.log:
-                        with args.log.open("a") as f:
-                            f.write(line + "\n")
-                    print(line, file=sys.stderr, flush=True)
-                results[name].append(r)
-    med = {n: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for n, rs in results.items()}
-    ref = med.get("reference (Keras example)")
-    lines = [
-        f"Machine: {machine()}.",
-        f"Medians over seeds {args.seeds}; whole-command wall "
-        "time (TensorFlow import, data, build, training, test evaluation).",
-        "",
-        "| recipe | test accuracy | wall s | train images/s | peak RSS GB | first step s "
-        "| wall vs ref | images/s vs ref |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, m in med.items():
-        wall_ratio = f"{m['wall_seconds'] / ref['wall_seconds']:.2f}x" if ref else ""
-        ips_ratio = (
-            f"{m['train_images_per_second'] / ref['train_images_per_second']:.2f}x" if ref else ""
-        )
-        lines.append(
-            f"| {name} | {m['test_accuracy']:.4f} | {m['wall_seconds']:.1f} | "
-            f"{m['train_images_per_second']:,.0f} | {m['peak_rss_gb']:.2f} | "
-            f"{_num(m['seconds_to_first_step'])} | {wall_ratio} | {ips_ratio} |"
-        )
+    results = run_all(args, done)
+    lines = summary_table(results, args.seeds) + stage_table(results)
     lines += ["", "Per run:", ""] + [
         f"- {n}: "
         + "; ".join(f"acc {r['test_accuracy']:.4f}, {r['wall_seconds']:.1f} s" for r in rs)
         for n, rs in results.items()
     ]
-    lines += compute_table(med)
+    lines += compute_table(
+        {
+            n: {
+                "train_images_per_second": statistics.mean(r["train_images_per_second"] for r in rs)
+            }
+            for n, rs in results.items()
+        }
+    )
     table = "\n".join(lines)
     print(table)
     if args.write:

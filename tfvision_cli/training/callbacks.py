@@ -34,6 +34,14 @@ class ProgressEvents(keras.callbacks.Callback):
         self.on_event, self.epochs, self.steps = on_event, epochs, steps
         self._start = 0.0
         self.first_step_done: float | None = None  # perf_counter() when the first step ended
+        self.validation_seconds = 0.0  # the validation passes inside fit, all epochs
+        self._test_start = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation_seconds += time.perf_counter() - self._test_start
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()

@@ -122,6 +122,7 @@ class TrainSession:
         self.resuming = False
         self.history: dict = {}
         self.train_seconds = self.tf_imported = 0.0
+        self.clock: dict[str, float] = {}  # perf_counter() at each stage's end
 
     @property
     def is_chief(self) -> bool:
@@ -138,8 +139,9 @@ class TrainSession:
 
         config = self.config
         self.hooks.wrap_model = _adversarial(config, self.hooks.wrap_model)
+        self.clock["start"] = time.perf_counter()
         setup_tensorflow(config)
-        self.tf_imported = time.perf_counter()
+        self.tf_imported = self.clock["tensorflow"] = time.perf_counter()
         if not config.model.endswith(".keras"):
             get_entry(config.model)  # an unknown model fails before any data is read
         config = resolve_paths(config)
@@ -159,6 +161,7 @@ class TrainSession:
             workers=placement.num_workers,
         )
         self.config, self.info, self.splits, self.pipes = _data(stack, config, placement, self.emit)
+        self.clock["data"] = time.perf_counter()
 
     def build(self) -> None:
         """The model; the run directory is written only once it builds."""
@@ -184,11 +187,12 @@ class TrainSession:
         self.emit("run", path=str(self.run.path), resuming=self.resuming)
         monitor = "val_accuracy" if self.pipes.val is not None else "accuracy"
         self.callbacks = make_callbacks(self, state, own, monitor)
-        start = time.perf_counter()
+        start = self.clock["build"] = time.perf_counter()
         self.history = fit(
             self.model, self.pipes, self.callbacks, self.config, self.placement, self.run
         )
-        self.train_seconds = time.perf_counter() - start
+        self.clock["fit"] = time.perf_counter()
+        self.train_seconds = self.clock["fit"] - start
 
     def report(self, state: dict) -> dict:
         """The best weights restored and tested; metrics.json, assembled here only."""
@@ -200,6 +204,7 @@ class TrainSession:
         first_step = self.callbacks.progress.first_step_done
         metrics = {
             **test_report(model, pipes, self.placement),
+            "stage_seconds": self.stage_seconds(),
             "test_examples": size(splits.test),
             **_session(self.history, state, pipes, size(splits.train), self.train_seconds),
             "seconds_to_first_step": _since(self.tf_imported, first_step),
@@ -210,6 +215,23 @@ class TrainSession:
         if self.is_chief:
             write_json(run.metrics, metrics)
         return metrics
+
+    def stage_seconds(self) -> dict:
+        """Where this command's time went, stage by stage (benchmarks/mnist_recipes.py); the
+        validation passes inside fit are counted apart from the training steps."""
+        c, progress = self.clock, self.callbacks.progress
+        first = progress.first_step_done or c["fit"]
+        validation = progress.validation_seconds
+        spans = {
+            "tensorflow_import": c["tensorflow"] - c["start"],
+            "data": c["data"] - c["tensorflow"],
+            "build": c["build"] - c["data"],
+            "first_step": first - c["build"],
+            "steps": c["fit"] - first - validation,
+            "validation": validation,
+            "test_and_save": time.perf_counter() - c["fit"],
+        }
+        return {k: round(v, 3) for k, v in spans.items()}
 
 
 def _what_trained(config: TrainConfig, pipes, placement, kept) -> dict:

@@ -169,8 +169,14 @@ def test_small_data_gets_shifts_and_a_narrower_default_model():
     assert mnist.augment == "none" and mnist.model_options == {}
     digits = adapt_to_data(auto, 1_400, (8, 8, 1), 10)
     assert digits.augment == "none" and digits.model_options == {}
-    chosen = TrainConfig(dataset="x", augment="light", model_options={"width": 40})
+    chosen = TrainConfig(
+        dataset="x", augment="light", model_options={"width": 40}, steps_per_execution=4
+    )
     assert adapt_to_data(chosen, 300, (64, 64, 3), 3) == chosen
+    # batches per call: 8 for small images on one device, else 1
+    assert mnist.steps_per_execution == 8
+    assert adapt_to_data(auto, 54_000, (28, 28, 1), 10, replicas=2).steps_per_execution == 1
+    assert adapt_to_data(auto, 5_000, (224, 224, 3), 10).steps_per_execution == 1
     assert (
         adapt_to_data(TrainConfig(dataset="x", model="cnn"), 300, (64, 64, 3), 3).model_options
         == {}

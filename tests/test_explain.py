@@ -78,7 +78,7 @@ def test_every_map_points_at_the_digit_on_the_classic_convnet(cli, mnist, mnist_
     [
         ("cnn", "conv2d", (11, 11)),  # the last convolution, not the 5x5 max pooling after it
         ("lenet5", "c3", (10, 10)),  # not s4, its average pooling
-        ("fastnet", "b2_relu", (4, 4)),
+        ("fastnet", "b2_relu", (3, 3)),  # an unpadded stem: 12x12, 10x10, 5x5, 3x3
         ("vit", "patch_embed", (7, 7)),  # weighed on the patch tokens of the last block
         ("mobilenet_v2", "block_13_expand_relu", (2, 2)),  # inside the nested backbone; at 32x32
         # its last map is 1x1 and the 3x3 before it is zero padding

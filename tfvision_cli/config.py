@@ -212,7 +212,14 @@ class TrainConfig:
     strategy: str = option("auto", "tf.distribute strategy.", choices=STRATEGIES)
     mixed_precision: bool = option(False, "float16 (GPU) / bfloat16 (CPU, TPU) compute.")
     deterministic: bool = option(True, "Deterministic ops (same seed, same bits; ~4% slower).")
-    steps_per_execution: int = option(1, "Batches per call into TensorFlow.", low=1, high=100_000)
+    steps_per_execution: int | None = option(
+        None,
+        "Batches per call into TensorFlow. Unless given: 8 for small images on one device (a "
+        "batch of at most 600k pixel values: MNIST, CIFAR), whose steps are short enough for "
+        "the cost of each call to show, else 1 (the progress bar and Ctrl-C act between calls).",
+        low=1,
+        high=100_000,
+    )
     xla: bool = option(False, "XLA-compile the train step (slower to start; not faster on CPU).")
     steps_per_epoch: int | None = option(
         None, "Cap the steps of each epoch (quick trials).", low=1, high=10_000_000

@@ -63,7 +63,7 @@ def compile_model(model, config: TrainConfig, steps: int, placement) -> None:
                 keras.metrics.CategoricalAccuracy(name="accuracy"),
                 keras.metrics.CategoricalCrossentropy(name="ce"),
             ],
-            steps_per_execution=config.steps_per_execution,
+            steps_per_execution=config.steps_per_execution or 1,
             jit_compile=config.xla,
         )
         # Keras builds the optimizer inside the first trace of the train step when no strategy

@@ -256,7 +256,9 @@ def _data(stack, config: TrainConfig, placement, emit):
     splits = load_splits(dataset, config, placement.num_workers)
     asked = config
     config = choose_epochs(config, size(splits.train), placement.replicas)
-    config = adapt_to_data(config, size(splits.train), splits.shape, info.num_classes)
+    config = adapt_to_data(
+        config, size(splits.train), splits.shape, info.num_classes, placement.replicas
+    )
     if "skipped_files" in splits.notes:
         emit("skipped", files=splits.notes["skipped_files"])
     # --cache disk: decoded images kept in a temporary folder for the epochs after the first

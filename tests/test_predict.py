@@ -51,6 +51,32 @@ def test_folder_predictions_are_ndjson_in_order(cli, mnist_run, mnist_test_image
     assert "images/s" in r.stderr
 
 
+def test_decoding_processes_give_what_threads_give_byte_for_byte(cli, mnist_run, mnist_test_images):
+    """A folder is decoded by processes (issue 37: threads barely overlap Pillow's work on small
+    images, which holds the GIL), a few files by threads: the same records, in the same order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tfvision_cli.serving.predict import decoders, read_run
+
+    png, jpg, _ = mnist_test_images
+    files = sorted(str(p) for p in png.glob("*.png"))[:40]
+    by_folder = cli("predict", mnist_run, png, "--json")
+    by_threads = cli("predict", mnist_run, *files, "--json")
+    assert by_folder.exit_code == by_threads.exit_code == 0, by_folder.stderr
+    assert by_folder.stdout.splitlines()[:40] == by_threads.stdout.splitlines()
+    some = sorted(str(p) for p in jpg.glob("*.jpg"))[:5] + [str(png / "missing.png")]
+    with decoders(True) as pool:
+        assert isinstance(pool, ProcessPoolExecutor)
+        there = pool.submit(read_run, (28, 28, 1), some).result()
+    here = read_run((28, 28, 1), some)
+    assert [p for p, _, _ in there] == some
+    for (_, a, notes_a), (_, b, notes_b) in zip(there[:-1], here[:-1], strict=True):
+        assert a.tobytes() == b.tobytes() and notes_a == notes_b
+    assert there[-1][1] is None and there[-1][2] == here[-1][2]
+    with decoders(False) as none:
+        assert none is None
+
+
 def test_big_rgb_jpegs_classify_like_the_originals(cli, mnist_run, mnist_test_images):
     png, jpg, labels = mnist_test_images
     a = _accuracy(_lines(cli("predict", mnist_run, png).stdout), labels)

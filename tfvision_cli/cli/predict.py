@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -39,56 +40,66 @@ def predict(
 ) -> None:
     """Classify images: NDJSON on stdout (a table on a terminal); exit 1 if any input failed."""
     from tfvision_cli.artifacts.loaders import load_predictor
-    from tfvision_cli.serving.predict import Decisions, iter_paths, predict_paths, summarize_notes
+    from tfvision_cli.serving.predict import (
+        Decisions,
+        decoders,
+        iter_paths,
+        predict_paths,
+        summarize_notes,
+    )
 
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
-    predictor = load_predictor(model, trust=trust_model)
-    decisions = None
-    if prediction_set is not None or min_confidence is not None:
-        decisions = Decisions(predictor, prediction_set, min_confidence)
-    ndjson = as_json or not console.stdout_is_terminal()
-    console.log(
-        "model: {path} " + f"({predictor.format}, input {_shape(predictor)})", path=predictor.path
-    )
-    paths = iter_paths(inputs, sys.stdin)
-    results = predict_paths(predictor, paths, batch_size, top_k, decisions)
-    start, done, failed, rows, noted = time.perf_counter(), 0, 0, [], []
-    for r in results:
-        done += 1
-        failed += "error" in r
-        if r.get("notes"):
-            noted.append(r["notes"])
-        if ndjson:
-            console.emit_ndjson(r)
-        else:
-            rows.append(
-                [
-                    r["path"],
-                    _class_cell(r),
-                    f"{r['confidence']:.4f}" if "confidence" in r else "",
-                    r.get("error") or _next_and_notes(r),
-                ]
-            )
-    seconds = time.perf_counter() - start
-    if rows:
-        shown, folder = console.short_paths([row[0] for row in rows])
-        for row, path in zip(rows, shown, strict=True):
-            row[0] = path
-        title = "Predictions" + (f" (paths under {folder})" if folder else "")
-        columns = ["path", "class", "#confidence", "next / error / notes"]
-        console.print_table(console.table(title, columns, rows))
-    summary = summarize_notes(noted, done - failed)
-    if summary:
-        console.warn(summary)
-    if done == 0:
-        console.warn("no images found in the inputs")
-    console.log(
-        f"{done - failed:,} predicted, {failed:,} failed in {seconds:.2f} s "
-        f"({(done - failed) / seconds if seconds > 0 else 0:,.0f} images/s)"
-    )
-    if failed:
-        raise typer.Exit(1)
+    # folders and stdin hold many files: decoding processes, started before the model loads
+    many = len(inputs) > batch_size or any(i == "-" or os.path.isdir(i) for i in inputs)
+    with decoders(many) as pool:
+        predictor = load_predictor(model, trust=trust_model)
+        decisions = None
+        if prediction_set is not None or min_confidence is not None:
+            decisions = Decisions(predictor, prediction_set, min_confidence)
+        ndjson = as_json or not console.stdout_is_terminal()
+        console.log(
+            "model: {path} " + f"({predictor.format}, input {_shape(predictor)})",
+            path=predictor.path,
+        )
+        paths = iter_paths(inputs, sys.stdin)
+        results = predict_paths(predictor, paths, batch_size, top_k, decisions, pool)
+        start, done, failed, rows, noted = time.perf_counter(), 0, 0, [], []
+        for r in results:
+            done += 1
+            failed += "error" in r
+            if r.get("notes"):
+                noted.append(r["notes"])
+            if ndjson:
+                console.emit_ndjson(r)
+            else:
+                rows.append(
+                    [
+                        r["path"],
+                        _class_cell(r),
+                        f"{r['confidence']:.4f}" if "confidence" in r else "",
+                        r.get("error") or _next_and_notes(r),
+                    ]
+                )
+        seconds = time.perf_counter() - start
+        if rows:
+            shown, folder = console.short_paths([row[0] for row in rows])
+            for row, path in zip(rows, shown, strict=True):
+                row[0] = path
+            title = "Predictions" + (f" (paths under {folder})" if folder else "")
+            columns = ["path", "class", "#confidence", "next / error / notes"]
+            console.print_table(console.table(title, columns, rows))
+        summary = summarize_notes(noted, done - failed)
+        if summary:
+            console.warn(summary)
+        if done == 0:
+            console.warn("no images found in the inputs")
+        console.log(
+            f"{done - failed:,} predicted, {failed:,} failed in {seconds:.2f} s "
+            f"({(done - failed) / seconds if seconds > 0 else 0:,.0f} images/s)"
+        )
+        if failed:
+            raise typer.Exit(1)
 
 
 def _class_cell(r: dict) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -73,36 +75,92 @@ def predict_paths(
     batch_size: int = 64,
     top_k: int = 5,
     decisions: Decisions | None = None,
+    pool=None,
 ) -> Iterator[dict]:
     """One result per path, in input order: {path, label, class_name, confidence, top_k,
     notes?} or {path, error}. `notes` lists what converting that image changed (a resize by
     more than 2x, colour to grey, grey to colour, transparency flattened).
 
-    Images are decoded by a few threads (Pillow and zlib release the GIL while they decode)
-    ahead of the model, which meanwhile predicts the batch before: at most two batches of
-    decoded images are held at a time, and each is read by the same reader as ever."""
+    Images are decoded ahead of the model, which meanwhile predicts the batch before, by the
+    same reader as ever, in runs of paths: by `pool` (decoders(): processes, for many files)
+    or else by a few threads. At most about two batches of decoded images are held at a time.
+    Decoding small images is Python work that holds the GIL, so threads barely overlap it
+    with the rest; processes do (benchmarks/RESULTS.md, issue 37)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    h, w, c = predictor.input_shape
-
-    def read(path: str):
-        try:
-            return (path, *read_image_noted(path, (h, w), c))
-        except ImageReadError as e:
-            return (path, None, str(e))
-
+    workers = DECODE_WORKERS
+    per_task = max(1, batch_size // workers)
+    read = functools.partial(read_run, predictor.input_shape)
     pending: list[tuple[str, np.ndarray | None, str | list[str]]] = []
-    with ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode") as pool:
-        for item in _in_order(pool, read, paths, ahead=2 * batch_size):
-            pending.append(item)
-            if len(pending) >= batch_size:
-                yield from _flush(predictor, pending, top_k, decisions)
-                pending = []
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
+            )
+        for done in _in_order(pool, read, _runs(paths, per_task), ahead=2 * workers):
+            for item in done:
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    yield from _flush(predictor, pending, top_k, decisions)
+                    pending = []
     if pending:
         yield from _flush(predictor, pending, top_k, decisions)
 
 
-DECODE_THREADS = max(2, min(4, os.cpu_count() or 1))
+DECODE_WORKERS = max(2, min(4, os.cpu_count() or 1))
+
+
+def read_run(shape: tuple[int, int, int], run: list[str]) -> list[tuple]:
+    """(path, uint8 array, notes) or (path, None, error) for each path: a decoder's task."""
+    h, w, c = shape
+    out = []
+    for path in run:
+        try:
+            out.append((path, *read_image_noted(path, (h, w), c)))
+        except ImageReadError as e:
+            out.append((path, None, str(e)))
+    return out
+
+
+@contextlib.contextmanager
+def decoders(many: bool) -> Iterator:
+    """For many files, a pool of decoding processes (spawned: they import Pillow and numpy,
+    not TensorFlow), started at once so that their start overlaps the model's loading; None
+    for a few files, which threads decode. Ctrl-C is the parent's to handle."""
+    if not many:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(
+        DECODE_WORKERS,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_ignore_interrupts,
+    )
+    try:
+        pool.submit(int)  # starts the processes now
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_interrupts() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _runs(items: Iterable[str], n: int) -> Iterator[list[str]]:
+    """items in lists of n (the last may be shorter), lazily (stdin may be endless)."""
+    run: list[str] = []
+    for item in items:
+        run.append(item)
+        if len(run) == n:
+            yield run
+            run = []
+    if run:
+        yield run
 
 
 def _in_order(pool, fn, items: Iterable, ahead: int) -> Iterator:

@@ -11,6 +11,7 @@ from typing import TextIO
 
 import numpy as np
 
+from tfvision_cli.data import images
 from tfvision_cli.data.images import ImageReadError, is_image_path, read_image_noted
 
 
@@ -126,7 +127,8 @@ def read_run(shape: tuple[int, int, int], run: list[str]) -> list[tuple]:
 def decoders(many: bool) -> Iterator:
     """For many files, a pool of decoding processes (spawned: they import Pillow and numpy,
     not TensorFlow), started at once so that their start overlaps the model's loading; None
-    for a few files, which threads decode. Ctrl-C is the parent's to handle."""
+    for a few files, which threads decode. The reader's limits are the parent's, as they are
+    when the pool starts; Ctrl-C is the parent's to handle."""
     if not many:
         yield None
         return
@@ -136,7 +138,8 @@ def decoders(many: bool) -> Iterator:
     pool = ProcessPoolExecutor(
         DECODE_WORKERS,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=_ignore_interrupts,
+        initializer=_start_decoder,
+        initargs=({name: getattr(images, name) for name in READER_LIMITS},),
     )
     try:
         pool.submit(int)  # starts the processes now
@@ -145,10 +148,16 @@ def decoders(many: bool) -> Iterator:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_interrupts() -> None:
+# what the reader refuses or notes, set in tfvision_cli.data.images (and lowered by tests)
+READER_LIMITS = ("ALLOWED_FORMATS", "MAX_PIXELS", "MAX_SIDE", "MAX_ASPECT", "RESIZE_NOTE_FACTOR")
+
+
+def _start_decoder(limits: dict) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name, value in limits.items():
+        setattr(images, name, value)
 
 
 def _runs(items: Iterable[str], n: int) -> Iterator[list[str]]:

@@ -19,7 +19,10 @@ TINY = ["--model", "mlp", "--epochs", "2", "--steps-per-epoch", "15", "--batch-s
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> str:
-    """A real MLflow tracking store (SQLite, MLflow's own local kind) in a temporary folder."""
+    """A real MLflow tracking store (SQLite, MLflow's own local kind) in a temporary folder;
+    run there, since MLflow keeps a SQLite store's artifacts in ./mlruns of the working
+    directory (they landed in the checkout)."""
+    monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tfvision-tests")

@@ -305,8 +305,9 @@ def adapt_to_data(
     return dataclasses.replace(config, **changes)
 
 
-# benchmarks/RESULTS.md (issue 37): on MNIST, 8 batches per call took 18% off the fast preset's
-# steps (about 6 ms of Python and Keras per call on 2 cores); 32 was no faster
+# benchmarks/RESULTS.md (issue 37): fastnet_s at batch 256 on 2 cores trained at 5,010 images/s
+# with 1 batch per call and 8,900-9,400 with 8 (Keras waits for each call's results in Python);
+# 4 or 32 were no better than 8 in the whole command
 SMALL_BATCH_VALUES = 600_000
 SMALL_STEPS_PER_EXECUTION = 8
 

@@ -121,7 +121,7 @@ class TrainSession:
         self.model = self.callbacks = self.tracking = None
         self.resuming = False
         self.history: dict = {}
-        self.train_seconds = self.tf_imported = 0.0
+        self.train_seconds = 0.0
         self.clock: dict[str, float] = {}  # perf_counter() at each stage's end
 
     @property
@@ -141,7 +141,7 @@ class TrainSession:
         self.hooks.wrap_model = _adversarial(config, self.hooks.wrap_model)
         self.clock["start"] = time.perf_counter()
         setup_tensorflow(config)
-        self.tf_imported = self.clock["tensorflow"] = time.perf_counter()
+        self.clock["tensorflow"] = time.perf_counter()
         if not config.model.endswith(".keras"):
             get_entry(config.model)  # an unknown model fails before any data is read
         config = resolve_paths(config)
@@ -207,7 +207,7 @@ class TrainSession:
             "stage_seconds": self.stage_seconds(),
             "test_examples": size(splits.test),
             **_session(self.history, state, pipes, size(splits.train), self.train_seconds),
-            "seconds_to_first_step": _since(self.tf_imported, first_step),
+            "seconds_to_first_step": _since(self.clock["tensorflow"], first_step),
             "best_epoch": run.read_state().get("best_epoch") if self.is_chief else None,
             **_what_trained(self.config, pipes, self.placement, trained_model(model)),
             "notes": splits.final_notes(),

@@ -193,9 +193,28 @@ def colour_folder(tmp_path_factory):
 
 
 def test_mnist_steps_reports_throughput(cli, mnist):
-    _, m = _train(cli, "mnist", "--model", "mlp", "--epochs", "2", "--steps-per-epoch", "50")
+    start = time.perf_counter()
+    run, m = _train(cli, "mnist", "--model", "mlp", "--epochs", "2", "--steps-per-epoch", "50")
+    elapsed = time.perf_counter() - start
     assert m["train_images_per_second"] > 0 and m["global_batch_size"] == 128
     assert m["test_accuracy"] > 0.85  # 100 steps of an MLP on real MNIST
+    # where the time went (issue 37): every stage, in order, adding up to no more than the call
+    stages = m["stage_seconds"]
+    assert list(stages) == [
+        "tensorflow_import",
+        "data",
+        "build",
+        "first_step",
+        "steps",
+        "validation",
+        "test_and_save",
+    ]
+    assert all(v >= 0 for v in stages.values()) and stages["validation"] > 0
+    assert sum(stages.values()) <= elapsed
+    fit = stages["first_step"] + stages["steps"] + stages["validation"]
+    assert fit == pytest.approx(m["train_seconds"], abs=0.01)
+    # MNIST's small images: 8 batches a call, decided from the data and recorded
+    assert yaml.safe_load((run / "config.yaml").read_text())["steps_per_execution"] == 8
 
 
 def test_mirrored_on_two_logical_cpus(tmp_path, mnist):

@@ -1,19 +1,26 @@
 """`tfvision predict` on 10,000 PNG files, and batch-1 latency of the .tflite export vs Keras.
 
     TFDS_DATA_DIR=... python benchmarks/predict_and_latency.py RUN_DIR [--images 10000]
+        [--repeats 3] [--before SRC]
 
 RUN_DIR is an MNIST run (e.g. from `tfvision train mnist --preset fast`). The script writes the
 MNIST test images as PNG files into a temporary folder, times the whole `tfvision predict`
-command over them (TensorFlow import included) and reads its own images/s line, checks the
-predictions against the labels, times the model alone in-process on the same images and batch
-size (the ceiling for `predict`), then runs `tfvision benchmark --formats keras,tflite` for the
-batch-1 latencies (issue 6, target 6: tflite ≤ 1/5 of Keras `model.predict` on one image).
+command over them (TensorFlow import included) and reads its own images/s line and batch size,
+checks the predictions against the labels, times the model alone in-process on the same images
+and batch size (the ceiling for `predict`), then runs `tfvision benchmark --formats
+keras,tflite` for the batch-1 latencies (issue 6, target 6: tflite ≤ 1/5 of Keras
+`model.predict` on one image).
+
+--before SRC runs an earlier tfvision's `predict` too, from a source checkout (`git worktree
+add /tmp/before 64b383e`, the commit issue 37 measured), alternating with this one on the same
+folder, so that a speed-up is measured on the same machine at the same time.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -55,33 +62,65 @@ def model_throughput(run_dir: str, n: int, batch_size: int = 64) -> float:
     return len(images) / best
 
 
+def predict_once(run_dir: str, folder: Path, src: str | None = None) -> dict:
+    """One whole `tfvision predict RUN folder --json`, from src's checkout if given."""
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    start = time.perf_counter()
+    p = subprocess.run(
+        [PY, "-m", "tfvision_cli", "predict", run_dir, str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=src,  # python -m looks in the working directory before PYTHONPATH
+    )
+    wall = time.perf_counter() - start
+    if p.returncode != 0:
+        raise SystemExit(p.stderr[-2000:])
+    reported = re.search(r"\(([\d,]+) images/s\)", p.stderr)
+    batch = re.search(r"batches of (\d+)", p.stderr)
+    return {
+        "wall": wall,
+        "rows": [json.loads(line) for line in p.stdout.splitlines()],
+        "images_per_second": int(reported.group(1).replace(",", "")) if reported else None,
+        "batch_size": int(batch.group(1)) if batch else 64,  # 64: before batches were chosen
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
     ap.add_argument("--images", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--before", help="source checkout of an earlier tfvision, run alternately")
     args = ap.parse_args()
+    args.run_dir = os.path.abspath(args.run_dir)  # --before runs in its own checkout
+    runs: dict[str, list[dict]] = {"this": [], "before": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         labels = write_pngs(folder, args.images)
-        start = time.perf_counter()
-        p = subprocess.run(
-            [PY, "-m", "tfvision_cli", "predict", args.run_dir, str(folder), "--json"],
-            capture_output=True,
-            text=True,
+        for _ in range(args.repeats):
+            for name, src in (("before", args.before), ("this", None)):
+                if name == "this" or src:
+                    runs[name].append(predict_once(args.run_dir, folder, src))
+    for name in ("before", "this"):
+        for r in runs[name]:
+            predicted = [int(x["class_name"]) for x in sorted(r["rows"], key=lambda x: x["path"])]
+            accuracy = float(np.mean(np.array(predicted) == np.array(labels)))
+            print(
+                f"predict ({name}): {len(r['rows']):,} PNG files in batches of {r['batch_size']}, "
+                f"accuracy {accuracy:.4f}, whole command {r['wall']:.1f} s "
+                f"({len(r['rows']) / r['wall']:,.0f} images/s with start-up), tfvision reports "
+                f"{r['images_per_second'] or 0:,} images/s"
+            )
+    if runs["before"]:
+        mean = {k: np.mean([r["images_per_second"] for r in v]) for k, v in runs.items()}
+        print(
+            f"mean reported images/s: before {mean['before']:,.0f}, this {mean['this']:,.0f} "
+            f"({mean['this'] / mean['before']:.2f}x; target >= 2x)"
         )
-        wall = time.perf_counter() - start
-        if p.returncode != 0:
-            raise SystemExit(p.stderr[-2000:])
-    rows = [json.loads(line) for line in p.stdout.splitlines()]
-    predicted = [int(r["class_name"]) for r in sorted(rows, key=lambda r: r["path"])]
-    accuracy = float(np.mean(np.array(predicted) == np.array(labels)))
-    reported = re.search(r"\(([\d,]+) images/s\)", p.stderr)
-    print(
-        f"predict: {len(rows):,} PNG files, accuracy {accuracy:.4f}, whole command {wall:.1f} s "
-        f"({len(rows) / wall:,.0f} images/s with start-up), tfvision reports "
-        f"{reported.group(1) if reported else '?'} images/s; the model alone, in-process at "
-        f"predict's batch size 64: {model_throughput(args.run_dir, args.images):,.0f} images/s"
-    )
+    batch = runs["this"][-1]["batch_size"]
+    alone = model_throughput(args.run_dir, args.images, batch)
+    print(f"the model alone, in-process at predict's batch size {batch}: {alone:,.0f} images/s")
     b = subprocess.run(
         [
             PY,

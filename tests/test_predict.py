@@ -49,6 +49,16 @@ def test_folder_predictions_are_ndjson_in_order(cli, mnist_run, mnist_test_image
     assert first["class_name"] == str(first["label"])
     assert _accuracy(results, labels) > 0.9
     assert "images/s" in r.stderr
+    assert "batches of 512" in r.stderr  # chosen from the model's 28x28x1 input
+
+
+def test_the_default_batch_follows_the_input_size():
+    """Small images go in big batches (the model's calls, not decoding, cost most on MNIST:
+    issue 37), large ones in 64s as before; --batch-size still decides when given."""
+    from tfvision_cli.serving.predict import auto_batch_size
+
+    shapes = [(28, 28, 1), (28, 28, 3), (32, 32, 3), (64, 64, 3), (224, 224, 3), (1, 1, 1)]
+    assert [auto_batch_size(s) for s in shapes] == [512, 128, 128, 64, 64, 512]
 
 
 def test_decoding_processes_give_what_threads_give_byte_for_byte(cli, mnist_run, mnist_test_images):
@@ -106,6 +116,7 @@ def test_stdin_with_a_corrupt_file_reports_it_and_exits_1(mnist_run, mnist_test_
         timeout=300,
     )
     assert r.returncode == 1
+    assert "batches of 7" in r.stderr
     results = _lines(r.stdout)
     assert [res["path"] for res in results] == paths
     assert set(results[10]) == {"path", "error"}

@@ -43,6 +43,11 @@ class Predictor:
             )
         return probs
 
+    def warm(self) -> None:
+        """Runs the model once on one blank image: its function is traced (or its runtime
+        allocated) now, for `predict` while the first files are still being decoded."""
+        self._fn(np.zeros((1, *self.input_shape), np.uint8))
+
     @property
     def keras_model(self):
         return self._keras_model

@@ -25,6 +25,10 @@ EXAMPLES = examples(
 )
 
 
+# more files than this (or a folder, or stdin) are decoded by processes, not threads
+MANY_FILES = 64
+
+
 @app.command("predict", epilog=EXAMPLES)
 def predict(
     model: str = model_argument(..., help="Run directory, latest, .keras or an export."),
@@ -32,7 +36,14 @@ def predict(
         ..., help="Image files, folders (recursive), or - for paths on stdin, one per line."
     ),
     top_k: int = typer.Option(5, "--top-k", min=1, max=1000, help="Classes listed per image."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, max=65_536, help="Images per batch."),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        min=1,
+        max=65_536,
+        help="Images per batch [default: from the input size, 512 for 28x28x1, 64 from 64x64x3].",
+        show_default=False,
+    ),
     prediction_set: float | None = PREDICTION_SET,
     min_confidence: float | None = MIN_CONFIDENCE,
     trust_model: bool = TRUST_MODEL,
@@ -42,6 +53,7 @@ def predict(
     from tfvision_cli.artifacts.loaders import load_predictor
     from tfvision_cli.serving.predict import (
         Decisions,
+        auto_batch_size,
         decoders,
         iter_paths,
         predict_paths,
@@ -51,15 +63,17 @@ def predict(
     if trust_model:
         console.warn("--trust-model: a SavedModel's ops are not checked before they run")
     # folders and stdin hold many files: decoding processes, started before the model loads
-    many = len(inputs) > batch_size or any(i == "-" or os.path.isdir(i) for i in inputs)
+    many = len(inputs) > MANY_FILES or any(i == "-" or os.path.isdir(i) for i in inputs)
     with decoders(many) as pool:
         predictor = load_predictor(model, trust=trust_model)
         decisions = None
         if prediction_set is not None or min_confidence is not None:
             decisions = Decisions(predictor, prediction_set, min_confidence)
         ndjson = as_json or not console.stdout_is_terminal()
+        batch_size = batch_size or auto_batch_size(predictor.input_shape)
         console.log(
-            "model: {path} " + f"({predictor.format}, input {_shape(predictor)})",
+            "model: {path} "
+            + f"({predictor.format}, input {_shape(predictor)}, batches of {batch_size})",
             path=predictor.path,
         )
         paths = iter_paths(inputs, sys.stdin)

@@ -134,41 +134,55 @@ def _opened(source: str | os.PathLike | bytes, load: bool = True, label: str = "
     from PIL import Image, UnidentifiedImageError
 
     in_memory = isinstance(source, bytes | bytearray)
-    p = label if in_memory else Path(source)
     try:
-        if (len(source) if in_memory else p.stat().st_size) == 0:
-            raise ImageReadError(f"{p}: empty {'data' if in_memory else 'file'}")
-        with open_image(io.BytesIO(source) if in_memory else p) as im:
-            _check_size(p, im.width, im.height)
+        if in_memory and not source:
+            raise _Refused("empty data")
+        # a str, not a Path: PIL opens it 10% faster, which `predict` on small files notices
+        with open_image(io.BytesIO(source) if in_memory else os.fspath(source)) as im:
+            _check_size(im.width, im.height)
             if load:
                 im.seek(0)
                 im.load()
             yield im
+        return
     except ImageReadError:
         raise
+    except _Refused as e:
+        reason = str(e)
     except Image.DecompressionBombError:
-        raise ImageReadError(f"{p}: over the limit of {MAX_PIXELS:,} pixels") from None
+        reason = f"over the limit of {MAX_PIXELS:,} pixels"
     except UnidentifiedImageError:
-        raise ImageReadError(
-            f"{p}: not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} image "
-            "(its content, whatever its name)"
-        ) from None
+        reason = f"not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} image (its "
+        reason += "content, whatever its name)"
+        if not in_memory and _is_empty(source):  # asked only now: a stat per file costs 10%
+            reason = "empty file"
     except MemoryError:
-        raise ImageReadError(f"{p}: too large to convert in memory") from None
+        reason = "too large to convert in memory"
     except Exception as e:  # any decoder's or converter's failure is this one file's error
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImageReadError(f"{p}: {reason}") from None
+    raise ImageReadError(f"{label if in_memory else Path(source)}: {reason}") from None
 
 
-def _check_size(p: Path | str, width: int, height: int) -> None:
+class _Refused(Exception):
+    """A reason to refuse an image, before the reader names the image."""
+
+
+def _is_empty(path: str | os.PathLike) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
+
+
+def _check_size(width: int, height: int) -> None:
     """Refuse, from the header alone, sizes that decoding or resizing cannot afford."""
     if width * height > MAX_PIXELS:
-        raise ImageReadError(f"{p}: {width}x{height} pixels is over the limit of {MAX_PIXELS:,}")
+        raise _Refused(f"{width}x{height} pixels is over the limit of {MAX_PIXELS:,}")
     if max(width, height) > MAX_SIDE:
-        raise ImageReadError(f"{p}: a side of {max(width, height):,} pixels is over {MAX_SIDE:,}")
+        raise _Refused(f"a side of {max(width, height):,} pixels is over {MAX_SIDE:,}")
     if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
-        raise ImageReadError(
-            f"{p}: {width}x{height} is more than {MAX_ASPECT} times wider than high (or higher "
+        raise _Refused(
+            f"{width}x{height} is more than {MAX_ASPECT} times wider than high (or higher "
             "than wide): not a picture a classifier can use"
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -98,7 +99,8 @@ def predict_paths(
             pool = stack.enter_context(
                 ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
             )
-        for done in _in_order(pool, read, _runs(paths, per_task), ahead=2 * workers):
+        runs = _runs(paths, per_task)
+        for done in _in_order(pool, read, runs, ahead=2 * workers, started=predictor.warm):
             for item in done:
                 pending.append(item)
                 if len(pending) >= batch_size:
@@ -109,6 +111,21 @@ def predict_paths(
 
 
 DECODE_WORKERS = max(2, min(4, os.cpu_count() or 1))
+# predict's default batch: the largest power of two from 64 to 512 whose images hold at most
+# this many values. Small images in batches of 64 left the model's calls, not the decoding, the
+# cost: on MNIST, 4,700 images/s at 64, 9,500 at 512 (benchmarks/RESULTS.md, issue 37).
+BATCH_VALUES = 2**19
+MIN_BATCH, MAX_BATCH = 64, 512
+
+
+def auto_batch_size(shape: tuple[int, int, int]) -> int:
+    """The default --batch-size for a model of input shape (H, W, C): 512 for MNIST's 28x28x1,
+    128 for 32x32x3, 64 from 64x64x3 up."""
+    values = max(1, math.prod(shape))
+    batch = MAX_BATCH
+    while batch > MIN_BATCH and batch * values > BATCH_VALUES:
+        batch //= 2
+    return batch
 
 
 def read_run(shape: tuple[int, int, int], run: list[str]) -> list[tuple]:
@@ -155,6 +172,8 @@ READER_LIMITS = ("ALLOWED_FORMATS", "MAX_PIXELS", "MAX_SIDE", "MAX_ASPECT", "RES
 def _start_decoder(limits: dict) -> None:
     import signal
 
+    from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin  # noqa: F401
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name, value in limits.items():
         setattr(images, name, value)
@@ -172,16 +191,20 @@ def _runs(items: Iterable[str], n: int) -> Iterator[list[str]]:
         yield run
 
 
-def _in_order(pool, fn, items: Iterable, ahead: int) -> Iterator:
-    """pool.map, lazily: at most `ahead` items in flight, results in input order (the items
-    may be an endless stream of paths on stdin)."""
+def _in_order(pool, fn, items: Iterable, ahead: int, started=None) -> Iterator:
+    """pool.map, lazily: `ahead` items in flight, results in input order (the items may be an
+    endless stream of paths on stdin). started(), if given, runs once the first items are
+    submitted, while the pool works on them."""
     from collections import deque
+    from itertools import islice
 
-    flight: deque = deque()
+    items = iter(items)
+    flight = deque(pool.submit(fn, item) for item in islice(items, ahead))
+    if started is not None:
+        started()
     for item in items:
         flight.append(pool.submit(fn, item))
-        if len(flight) >= ahead:
-            yield flight.popleft().result()
+        yield flight.popleft().result()
     while flight:
         yield flight.popleft().result()
 
@@ -204,30 +227,40 @@ def summarize_notes(noted: list[list[str]], total: int) -> str | None:
 
 def _flush(predictor, pending, top_k: int, decisions: Decisions | None) -> Iterator[dict]:
     good = [a for _, a, _ in pending if a is not None]
-    probs = predictor.predict(np.stack(good), batch_size=len(good)) if good else None
     names = predictor.class_names
+    if good:  # sorted and turned into Python numbers a batch at a time, not an image
+        probs = predictor.predict(np.stack(good), batch_size=len(good))
+        orders = np.argsort(-probs, axis=1)[:, : _k(top_k, names)].tolist()
+        values = probs.tolist()
     i = 0
     for path, array, error_or_notes in pending:
         if array is None:
             yield {"path": path, "error": _reason(path, error_or_notes)}
             continue
-        r = record(path, probs[i], names, top_k, error_or_notes)
+        r = _record(path, values[i], orders[i], names, error_or_notes)
         yield decisions.apply(r, probs[i]) if decisions else r
         i += 1
 
 
 def record(path: str, p: np.ndarray, names: list[str], top_k: int, notes: list[str]) -> dict:
     """One prediction as `predict` prints it (and `serve`'s /predict answers it)."""
-    k = max(1, min(top_k, len(names)))
-    order = np.argsort(-p)[:k]
+    order = np.argsort(-p)[: _k(top_k, names)].tolist()
+    return _record(path, p.tolist(), order, names, notes)
+
+
+def _k(top_k: int, names: list[str]) -> int:
+    return max(1, min(top_k, len(names)))
+
+
+def _record(path: str, p: list[float], order: list[int], names: list[str], notes) -> dict:
+    best = order[0]
     return {
         "path": path,
-        "label": int(order[0]),
-        "class_name": names[order[0]],
-        "confidence": round(float(p[order[0]]), 6),
+        "label": best,
+        "class_name": names[best],
+        "confidence": round(p[best], 6),
         "top_k": [
-            {"class_name": names[j], "label": int(j), "probability": round(float(p[j]), 6)}
-            for j in order
+            {"class_name": names[j], "label": j, "probability": round(p[j], 6)} for j in order
         ],
     } | ({"notes": notes} if notes else {})
 

@@ -137,6 +137,36 @@ def test_find_pipeline_prints_one_line_per_file(mnist_run, mnist_test_images):
     assert len(r.stdout.strip().splitlines()) == 1000
 
 
+def test_paths_trickling_in_on_stdin_get_their_results_at_once(mnist_run, mnist_test_images):
+    """A slow producer (a watcher, a person typing) sees each result while stdin is still open,
+    not when a batch of 512 fills or the input ends; its order and count are kept."""
+    import select
+
+    png, _, _ = mnist_test_images
+    files = sorted(str(p) for p in png.glob("*.png"))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "tfvision_cli", "predict", str(mnist_run), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for i, path in enumerate(files[:3]):
+            p.stdin.write(f"{path}\n".encode())
+            p.stdin.flush()
+            ready, _, _ = select.select([p.stdout], [], [], 120 if i == 0 else 30)
+            assert ready, f"no result for input {i} while stdin stays open"
+            assert json.loads(p.stdout.readline())["path"] == path
+        p.stdin.write("".join(f"{path}\n" for path in files[3:]).encode())
+        p.stdin.close()
+        rest = [json.loads(line)["path"] for line in p.stdout.read().splitlines()]
+        assert rest == files[3:]
+        assert p.wait(timeout=120) == 0
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_missing_file_is_an_error_line_not_a_crash(cli, mnist_run, tmp_path):
     r = cli("predict", mnist_run, str(tmp_path / "nope.png"), "--json")
     assert r.exit_code == 1

@@ -76,7 +76,7 @@ def predict(
             + f"({predictor.format}, input {_shape(predictor)}, batches of {batch_size})",
             path=predictor.path,
         )
-        paths = iter_paths(inputs, sys.stdin)
+        paths = iter_paths(inputs, sys.stdin, pauses=True)
         results = predict_paths(predictor, paths, batch_size, top_k, decisions, pool)
         start, done, failed, rows, noted = time.perf_counter(), 0, 0, [], []
         for r in results:

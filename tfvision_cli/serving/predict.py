@@ -15,17 +15,19 @@ import numpy as np
 from tfvision_cli.data import images
 from tfvision_cli.data.images import ImageReadError, is_image_path, read_image_noted
 
+# Marks a pause in the paths on stdin: what has arrived is predicted and printed now, not when a
+# batch is full, so that a slow producer (`inotifywait ... | tfvision predict RUN -`, a person
+# typing paths) sees each result at once.
+PAUSE = object()
+PAUSE_SECONDS = 0.1
 
-def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
-    """Files as given, directories searched recursively (sorted), `-`: one path per stdin line."""
+
+def iter_paths(inputs: list[str], stdin: TextIO, pauses: bool = False) -> Iterator[str]:
+    """Files as given, directories searched recursively (sorted), `-`: one path per stdin line
+    (with PAUSE whenever none arrives for PAUSE_SECONDS, if pauses)."""
     for item in inputs:
         if item == "-":
-            # Bytes, decoded as the file system does: a name that is not valid UTF-8 is still
-            # a path (os.fsdecode keeps its bytes), whatever the locale says.
-            for raw in getattr(stdin, "buffer", None) or _encoded(stdin):
-                line = os.fsdecode(raw.rstrip(b"\r\n"))
-                if line:
-                    yield line
+            yield from (_paced(_stdin_paths(stdin)) if pauses else _stdin_paths(stdin))
         elif os.path.isdir(item):
             for root, dirs, files in os.walk(item):
                 dirs.sort()
@@ -36,9 +38,49 @@ def iter_paths(inputs: list[str], stdin: TextIO) -> Iterator[str]:
             yield item
 
 
+def _stdin_paths(stdin: TextIO) -> Iterator[str]:
+    # Bytes, decoded as the file system does: a name that is not valid UTF-8 is still a path
+    # (os.fsdecode keeps its bytes), whatever the locale says.
+    for raw in getattr(stdin, "buffer", None) or _encoded(stdin):
+        line = os.fsdecode(raw.rstrip(b"\r\n"))
+        if line:
+            yield line
+
+
 def _encoded(stdin: TextIO) -> Iterator[bytes]:
     for line in stdin:  # a text stream without a byte buffer (tests' StringIO)
         yield os.fsencode(line)
+
+
+def _paced(lines: Iterator[str]) -> Iterator[str]:
+    """lines, read by a thread, with PAUSE after each wait of PAUSE_SECONDS that follows a
+    line (one PAUSE per pause, however long)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=4096)
+    end = object()
+
+    def read() -> None:
+        try:
+            for line in lines:
+                q.put(line)
+        finally:
+            q.put(end)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    waiting = False  # lines arrived since the last PAUSE
+    while True:
+        try:
+            line = q.get(timeout=PAUSE_SECONDS) if waiting else q.get()
+        except queue.Empty:
+            waiting = False
+            yield PAUSE
+            continue
+        if line is end:
+            return
+        waiting = True
+        yield line
 
 
 class Decisions:
@@ -101,6 +143,11 @@ def predict_paths(
             )
         runs = _runs(paths, per_task)
         for done in _in_order(pool, read, runs, ahead=2 * workers, started=predictor.warm):
+            if done is PAUSE:  # every path so far is decoded: its results go out now
+                if pending:
+                    yield from _flush(predictor, pending, top_k, decisions)
+                    pending = []
+                continue
             for item in done:
                 pending.append(item)
                 if len(pending) >= batch_size:
@@ -179,10 +226,17 @@ def _start_decoder(limits: dict) -> None:
         setattr(images, name, value)
 
 
-def _runs(items: Iterable[str], n: int) -> Iterator[list[str]]:
-    """items in lists of n (the last may be shorter), lazily (stdin may be endless)."""
+def _runs(items: Iterable[str], n: int) -> Iterator[list[str] | str]:
+    """items in lists of n (the last may be shorter), lazily (stdin may be endless); a PAUSE
+    ends the list so far early, and is passed on."""
     run: list[str] = []
     for item in items:
+        if item is PAUSE:
+            if run:
+                yield run
+                run = []
+            yield PAUSE
+            continue
         run.append(item)
         if len(run) == n:
             yield run
@@ -193,18 +247,26 @@ def _runs(items: Iterable[str], n: int) -> Iterator[list[str]]:
 
 def _in_order(pool, fn, items: Iterable, ahead: int, started=None) -> Iterator:
     """pool.map, lazily: `ahead` items in flight, results in input order (the items may be an
-    endless stream of paths on stdin). started(), if given, runs once the first items are
-    submitted, while the pool works on them."""
+    endless stream of paths on stdin); at a PAUSE, every result so far, then PAUSE. started(),
+    if given, runs once the first items are submitted (or at the first pause, or the end),
+    while the pool works on them."""
     from collections import deque
-    from itertools import islice
 
-    items = iter(items)
-    flight = deque(pool.submit(fn, item) for item in islice(items, ahead))
+    flight: deque = deque()
+    for item in items:
+        if item is not PAUSE:
+            flight.append(pool.submit(fn, item))
+        if started is not None and (item is PAUSE or len(flight) >= ahead):
+            started()
+            started = None
+        if item is PAUSE:
+            while flight:
+                yield flight.popleft().result()
+            yield PAUSE
+        elif len(flight) > ahead:
+            yield flight.popleft().result()
     if started is not None:
         started()
-    for item in items:
-        flight.append(pool.submit(fn, item))
-        yield flight.popleft().result()
     while flight:
         yield flight.popleft().result()
 

@@ -61,6 +61,33 @@ def test_broken_files_raise_with_the_path(tmp_path, content, reason):
     assert str(p) in str(e.value) and reason in str(e.value)
 
 
+def test_a_named_pipe_or_a_device_is_refused_without_being_opened(tmp_path):
+    """Opening a FIFO waits for a writer for ever, and /dev/zero never ends: both are refused
+    from stat alone, however they are named."""
+    import os
+    import threading
+
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    errors = []
+
+    def read_both():
+        for p in (fifo, "/dev/zero"):
+            try:
+                read_image(p, (28, 28), 1)
+            except ImageReadError as e:
+                errors.append(str(e))
+
+    reader = threading.Thread(target=read_both, daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    assert not reader.is_alive(), "the reader waited on a named pipe"
+    assert errors == [
+        f"{fifo}: not a regular file (a pipe, socket or device)",
+        "/dev/zero: not a regular file (a pipe, socket or device)",
+    ]
+
+
 def test_truncated_png_raises(tmp_path):
     p = _save(
         tmp_path,

@@ -41,6 +41,7 @@ def test_registry_lists_the_lineage():
         "rnn",
         "fastnet",
         "fastnet_s",
+        "fastnet_xs",
     } <= set(list_models())
     assert list_models("res*") == ["resnet"]
 
@@ -197,6 +198,25 @@ def test_fastnet_trains_with_the_fused_layer_and_saves_keras_own(tmp_path):
     np.testing.assert_array_equal(fresh(x), model(x))
     with pytest.raises(UsageError):
         create_model("fastnet", (28, 28, 1), 10, stem_padding="full")
+
+
+def test_fastnet_widths_in_multiples_of_16_for_the_fast_preset():
+    """fastnet_xs (--preset fast's): 16 and 32 channels, then 128 in the last block; fastnet's
+    last block stays 4 x width unless last_width is given."""
+    channels = {
+        name: [create_model(name, (28, 28, 1), 10).get_layer(f"{b}_conv").filters for b in BLOCKS]
+        for name in ("fastnet", "fastnet_s", "fastnet_xs")
+    }
+    assert channels == {
+        "fastnet": [32, 64, 128],
+        "fastnet_s": [24, 48, 96],
+        "fastnet_xs": [16, 32, 128],
+    }
+    wide_end = create_model("fastnet", (28, 28, 1), 10, width=16, last_width=64)
+    assert [wide_end.get_layer(f"{b}_conv").filters for b in BLOCKS] == [16, 32, 64]
+
+
+BLOCKS = ("stem", "b1", "b2")
 
 
 def test_every_model_file_loads_in_plain_keras(tmp_path):

@@ -349,7 +349,7 @@ def test_presets_are_settings_that_flags_override():
 
     fast = resolve(None, None, {"preset": "fast"})
     fast_settings = (fast.model, fast.epochs, fast.batch_size, fast.learning_rate)
-    assert fast_settings == ("fastnet_s", 2, 256, 0.008)
+    assert fast_settings == ("fastnet_xs", 2, 256, 0.012)
     assert resolve(None, None, {"preset": "fast", "epochs": 3}).epochs == 3
     ref = resolve(None, None, {"preset": "keras-example"})
     assert (ref.model, ref.epochs, ref.batch_size, ref.schedule) == ("cnn", 15, 128, "constant")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def _opened(source: str | os.PathLike | bytes, load: bool = True, label: str = "
     try:
         if in_memory and not source:
             raise _Refused("empty data")
+        if not in_memory:
+            _check_file(source)
         # a str, not a Path: PIL opens it 10% faster, which `predict` on small files notices
         with open_image(io.BytesIO(source) if in_memory else os.fspath(source)) as im:
             _check_size(im.width, im.height)
@@ -154,8 +157,6 @@ def _opened(source: str | os.PathLike | bytes, load: bool = True, label: str = "
     except UnidentifiedImageError:
         reason = f"not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} image (its "
         reason += "content, whatever its name)"
-        if not in_memory and _is_empty(source):  # asked only now: a stat per file costs 10%
-            reason = "empty file"
     except MemoryError:
         reason = "too large to convert in memory"
     except Exception as e:  # any decoder's or converter's failure is this one file's error
@@ -167,11 +168,14 @@ class _Refused(Exception):
     """A reason to refuse an image, before the reader names the image."""
 
 
-def _is_empty(path: str | os.PathLike) -> bool:
-    try:
-        return os.stat(path).st_size == 0
-    except OSError:
-        return False
+def _check_file(path: str | os.PathLike) -> None:
+    """Refuse an empty file, and what is no file at all before opening it: opening a named
+    pipe waits for a writer for ever, and a device can be read for ever."""
+    st = os.stat(path)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):  # a folder: open says so
+        raise _Refused("not a regular file (a pipe, socket or device)")
+    if st.st_size == 0:
+        raise _Refused("empty file")
 
 
 def _check_size(width: int, height: int) -> None:

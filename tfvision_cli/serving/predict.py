@@ -58,13 +58,15 @@ def _paced(lines: Iterator[str]) -> Iterator[str]:
     import queue
     import threading
 
-    q: queue.Queue = queue.Queue(maxsize=4096)
-    end = object()
+    q: queue.Queue = queue.Queue(maxsize=4096)  # the reader waits when predict falls behind
+    end: list[BaseException] = []  # put when the lines end, holding what ended them, if any
 
     def read() -> None:
         try:
             for line in lines:
                 q.put(line)
+        except BaseException as e:  # a read error is the command's, raised where it reads
+            end.append(e)
         finally:
             q.put(end)
 
@@ -78,6 +80,8 @@ def _paced(lines: Iterator[str]) -> Iterator[str]:
             yield PAUSE
             continue
         if line is end:
+            if end:
+                raise end[0]
             return
         waiting = True
         yield line
@@ -226,7 +230,7 @@ def _start_decoder(limits: dict) -> None:
         setattr(images, name, value)
 
 
-def _runs(items: Iterable[str], n: int) -> Iterator[list[str] | str]:
+def _runs(items: Iterable[str], n: int) -> Iterator[list[str] | object]:
     """items in lists of n (the last may be shorter), lazily (stdin may be endless); a PAUSE
     ends the list so far early, and is passed on."""
     run: list[str] = []

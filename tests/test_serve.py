@@ -265,8 +265,9 @@ def test_concurrent_requests_are_merged_and_each_gets_its_own_rows(server, digit
     assert "tfvision_request_seconds_bucket" in text and "tfvision_queue_depth" in text
 
 
-def _metric(server, name: str) -> float:
-    text = get(server.url("/metrics")).text
+def _metric(server, name: str, text: str | None = None) -> float:
+    """The sum of a metric's samples, from one scrape of /metrics (text: that scrape's)."""
+    text = text if text is not None else get(server.url("/metrics")).text
     return sum(
         float(line.split()[-1])
         for line in text.splitlines()
@@ -429,9 +430,11 @@ def test_sigterm_answers_every_request_already_received(mnist_run, digits):
 
     # SIGTERM once the server has received all four (a loaded machine may take seconds to send
     # 4 x 7 MB; a request not yet received when the signal comes is, rightly, not answered)
-    def received() -> float:  # being answered, or answered already
-        return _metric(server, 'tfvision_requests_in_progress{endpoint="predict"}') + sum(
-            _metric(server, f'tfvision_requests_total{{code="{c}",endpoint="predict"}}')
+    def received() -> float:  # being answered, or answered already, in one scrape: a request
+        # that ends between two scrapes would count in both
+        text = get(server.url("/metrics")).text
+        return _metric(server, 'tfvision_requests_in_progress{endpoint="predict"}', text) + sum(
+            _metric(server, f'tfvision_requests_total{{code="{c}",endpoint="predict"}}', text)
             for c in (200, 400, 413, 500, 503)
         )
 

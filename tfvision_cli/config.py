@@ -278,7 +278,7 @@ def _finite(value: Any) -> bool:
 
 def base_type(f: dataclasses.Field) -> type:
     """int, float, bool, str, list or dict: the field's type without `| None`."""
-    hint = _type_hints()[f.name]
+    hint = _type_hints(TrainConfig)[f.name]
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = args[0]
@@ -286,10 +286,10 @@ def base_type(f: dataclasses.Field) -> type:
 
 
 @functools.cache
-def _type_hints() -> dict[str, Any]:
-    # resolved once: get_type_hints evaluates every annotation of the class each time, and the
-    # command line asks for each option's type (0.18 s of every command's start)
-    return typing.get_type_hints(TrainConfig)
+def _type_hints(cls: type) -> dict[str, Any]:
+    # resolved once a class: get_type_hints evaluates every annotation of the class each time,
+    # and the command line asks for each option's type (0.18 s of every command's start)
+    return typing.get_type_hints(cls)
 
 
 def _check(f: dataclasses.Field, value: Any) -> str | None:

@@ -47,19 +47,6 @@ RECIPES = {
     "tfvision --model mlp --epochs 10": ([*TFVISION, "--model", "mlp", "--epochs", "10"], {}),
 }
 DEFAULT_RECIPES = list(RECIPES)[:4]
-# the stages of metrics.json's stage_seconds, in order, with "startup" (Python, the CLI, up to
-# TensorFlow's import) and "exit" (metrics.json written -> the process gone) around them
-STAGES = (
-    "startup",
-    "tensorflow_import",
-    "data",
-    "build",
-    "first_step",
-    "steps",
-    "validation",
-    "test_and_save",
-    "exit",
-)
 
 
 def command(name: str, seed: int, run_dir: str) -> tuple[list[str], dict]:
@@ -84,11 +71,11 @@ def run(cmd: list[str], env: dict, run_dir: str) -> dict:
         # TensorFlow imported -> first training step finished (issue 6, target 4)
         "seconds_to_first_step": m.get("seconds_to_first_step") or float("nan"),
     }
-    if "stage_seconds" in m:
-        stages = dict(m["stage_seconds"])
-        stages["exit"] = ended - (Path(run_dir) / "metrics.json").stat().st_mtime
-        stages["startup"] = wall - sum(stages.values())
-        result["stage_seconds"] = {k: round(stages[k], 2) for k in STAGES}
+    if "stage_seconds" in m:  # metrics.json's stages, in its order, inside startup and exit
+        inside = m["stage_seconds"]
+        exit_ = ended - (Path(run_dir) / "metrics.json").stat().st_mtime
+        stages = {"startup": wall - sum(inside.values()) - exit_, **inside, "exit": exit_}
+        result["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}
     return result
 
 
@@ -236,16 +223,17 @@ def stage_table(results: dict[str, list[dict]]) -> list[str]:
     ours = {n: rs for n, rs in results.items() if all("stage_seconds" in r for r in rs)}
     if not ours:
         return []
+    stages = list(next(iter(ours.values()))[0]["stage_seconds"])
     lines = [
         "",
         "Where the time goes (seconds, means over seeds; startup: Python and the CLI up to "
         "TensorFlow's import; exit: metrics.json written to the process gone):",
         "",
-        "| recipe | " + " | ".join(STAGES) + " |",
-        "|---|" + "---|" * len(STAGES),
+        "| recipe | " + " | ".join(stages) + " |",
+        "|---|" + "---|" * len(stages),
     ]
     for name, rs in ours.items():
-        cells = [f"{statistics.mean(r['stage_seconds'][k] for r in rs):.2f}" for k in STAGES]
+        cells = [f"{statistics.mean(r['stage_seconds'][k] for r in rs):.2f}" for k in stages]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
